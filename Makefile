@@ -1,0 +1,49 @@
+# terafleet: `make test` is the whole test suite (what .ci/run calls); `make demo` starts the demo cluster.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: test venv images lint unit molecule demo demo-down collection clean
+
+## test: lint, unit tests and every Molecule scenario, each stage timed.
+test: venv images
+	@bin/stage lint $(MAKE) --no-print-directory lint
+	@bin/stage unit $(MAKE) --no-print-directory unit
+	@bin/stage collection $(MAKE) --no-print-directory collection
+	@for s in $(SCENARIOS); do bin/stage "molecule $$s" $(BIN)/molecule test -s $$s; done
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt
+	@bin/stage venv bash -c '$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt'
+	@touch $@
+
+images:
+	@bin/stage images bin/build-images
+
+lint: venv
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+molecule: venv images
+	@for s in $(SCENARIOS); do bin/stage "molecule $$s" $(BIN)/molecule test -s $$s; done
+
+collection: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path build/
+
+## demo: the one-command demo cluster (lands with the demo issue).
+demo:
+	@echo "terafleet demo: not yet available; the demo cluster lands with the demo issue. Run 'make test' meanwhile."
+
+demo-down:
+	@echo "terafleet demo: not yet available; nothing to tear down."
+
+clean:
+	rm -rf $(VENV) build .cache
