@@ -1,10 +1,14 @@
 """Shared fixtures for terafleet's unit tests."""
 
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The plugins import as plain modules, the way Ansible loads them from the collection.
+for plugin_dir in ("plugins/modules", "plugins/filter"):
+    sys.path.insert(0, str(REPO_ROOT / plugin_dir))
 
 
 @pytest.fixture()

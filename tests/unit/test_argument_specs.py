@@ -1,5 +1,6 @@
 """Every role documents exactly the public variables its defaults define, with the same defaults."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,11 @@ def test_variables_are_role_prefixed(role):
             continue
         for name in _load(path):
             assert name.startswith((f"{role.name}_", f"_{role.name}_")), f"{path.name}: {name} lacks the role prefix"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_sample_inventory_shows_every_option(role, repo_root):
+    sample = "\n".join(p.read_text() for p in sorted((repo_root / "inventories" / "sample").rglob("*.yml")))
+    options = _load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    missing = [name for name in options if not re.search(rf"^#? ?{re.escape(name)}:", sample, re.MULTILINE)]
+    assert not missing, f"inventories/sample lacks {missing}"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-testinfra_hosts = ["ansible://gpu_nodes"]
+testinfra_hosts = ["ansible://cpu_nodes"]
 
 
 def test_systemd_is_pid_1(host):

@@ -1,0 +1,118 @@
+"""A converged GPU node: Docker with the NVIDIA runtime merged in, GPUs by device request, scratch on $LSTOR."""
+
+import json
+
+import pytest
+
+testinfra_hosts = ["ansible://gpu_nodes"]
+
+IMAGE = "registry:5000/terafleet/base:bookworm"
+HOOK_RECORD = "/var/log/nvidia-container-toolkit/hook.jsonl"
+
+
+def hook_entry(host, container_id):
+    entries = [json.loads(line) for line in host.file(HOOK_RECORD).content_string.splitlines()]
+    matching = [e for e in entries if e["id"] == container_id]
+    assert len(matching) == 1, f"hook ran {len(matching)} times for {container_id}"
+    return matching[0]
+
+
+def run_and_record(host, docker_args):
+    container_id = host.check_output(f"docker create {docker_args}")
+    try:
+        output = host.check_output(f"docker start --attach {container_id}")
+    finally:
+        host.run(f"docker rm -f {container_id}")
+    return output, hook_entry(host, container_id)
+
+
+def test_daemon_json_keeps_planted_keys_and_gains_runtime(host):
+    config = json.loads(host.file("/etc/docker/daemon.json").content_string)
+    assert config["labels"] == ["planted-by=molecule"]
+    assert config["max-concurrent-downloads"] == 5
+    assert config["runtimes"]["nvidia"] == {"args": [], "path": "nvidia-container-runtime"}
+    assert config["insecure-registries"] == ["registry:5000"]
+    assert config["live-restore"] is True
+    assert "default-runtime" not in config
+
+
+def test_docker_registered_the_nvidia_runtime(host):
+    runtimes = json.loads(host.check_output("docker info --format '{{json .Runtimes}}'"))
+    assert runtimes["nvidia"]["path"] == "nvidia-container-runtime"
+
+
+def test_device_request_sees_only_the_gpus_it_asked_for(host):
+    output, entry = run_and_record(host, f"--gpus '\"device=2,3\"' {IMAGE} printenv NVIDIA_VISIBLE_DEVICES")
+    assert output == "2,3"
+    assert entry["devices"] == ["2", "3"]
+
+
+def test_nvidia_runtime_path_also_records_gpus(host):
+    output, entry = run_and_record(host, f"--runtime=nvidia -e NVIDIA_VISIBLE_DEVICES=1 {IMAGE} "
+                                         "printenv NVIDIA_VISIBLE_DEVICES")
+    assert output == "1"
+    assert entry["devices"] == ["1"]
+
+
+def test_gpu_the_node_lacks_is_refused(host):
+    result = host.run(f"docker run --rm --gpus '\"device=7\"' {IMAGE} true")
+    assert result.rc != 0
+    assert "7: unknown device" in result.stderr
+
+
+def test_container_without_gpus_is_not_touched_by_the_hook(host):
+    before = host.file(HOOK_RECORD).content_string
+    assert host.check_output(f"docker run --rm {IMAGE} printenv NVIDIA_VISIBLE_DEVICES || echo none") == "none"
+    assert host.file(HOOK_RECORD).content_string == before
+
+
+def test_toolkit_came_from_the_signed_repository(host):
+    assert host.package("nvidia-container-toolkit").is_installed
+    sources = host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.list").content_string
+    assert "signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg" in sources
+    keyring = host.file("/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg")
+    assert keyring.is_file and keyring.size > 0
+    policy = host.check_output("apt-cache policy nvidia-container-toolkit")
+    assert "http://aptrepo/stable/deb/" in policy
+    update = host.run("apt-get update -o Dir::Etc::sourcelist=sources.list.d/nvidia-container-toolkit.list "
+                      "-o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0")
+    assert update.rc == 0, update.stderr
+    assert "NO_PUBKEY" not in update.stderr and "not signed" not in update.stderr
+
+
+def test_dev_char_symlinks_rule_is_persistent(host):
+    rule = host.file("/etc/udev/rules.d/71-nvidia-dev-char.rules")
+    assert rule.mode == 0o644
+    assert "nvidia-ctk system create-dev-char-symlinks --create-all" in rule.content_string
+
+
+def test_lstor_is_its_own_mount(host):
+    mount = json.loads(host.check_output("findmnt --json --output TARGET,FSTYPE --target /lstor"))
+    assert mount["filesystems"][0] == {"target": "/lstor", "fstype": "tmpfs"}
+
+
+@pytest.mark.parametrize("gpu_set", ["gpu0-1", "gpu2-3"])
+def test_each_gpu_set_has_its_own_scratch_directory(host, gpu_set):
+    directory = host.file(f"/lstor/terafleet/scratch/tf-gpu-node-{gpu_set}")
+    assert directory.is_directory
+    assert directory.mode == 0o750
+    assert directory.user == "root"
+
+
+def test_only_the_planned_scratch_exists(host):
+    assert sorted(host.check_output("ls /lstor/terafleet/scratch").split()) == ["tf-gpu-node-gpu0-1",
+                                                                                 "tf-gpu-node-gpu2-3"]
+
+
+@pytest.mark.parametrize("gpu_set", ["gpu0-1", "gpu2-3"])
+def test_scratch_volume_is_bound_to_its_directory(host, gpu_set):
+    volume = json.loads(host.check_output(f"docker volume inspect terafleet-scratch-{gpu_set}"))[0]
+    assert volume["Options"] == {"device": f"/lstor/terafleet/scratch/tf-gpu-node-{gpu_set}",
+                                 "o": "bind", "type": "none"}
+    marker = f"written-through-volume-{gpu_set}"
+    host.check_output(f"docker run --rm -v terafleet-scratch-{gpu_set}:/scratch {IMAGE} touch /scratch/{marker}")
+    written = host.file(f"/lstor/terafleet/scratch/tf-gpu-node-{gpu_set}/{marker}")
+    try:
+        assert written.exists
+    finally:
+        host.run(f"rm -f {written.path}")

@@ -1,0 +1,85 @@
+"""Bad input stops site.yml in preflight, with the host and value named, before anything on the node changes.
+
+Each case runs the real site.yml against tf-gpu-blank, a node nothing has converged, then checks that no
+file under the system's directories or $LSTOR is newer than a marker written just before the run.
+"""
+
+import contextlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+testinfra_hosts = ["ansible://blank_nodes"]
+
+REPO = Path(__file__).resolve().parents[3]
+NODE = "tf-gpu-blank"
+WATCHED = "/etc /usr /opt /var/lib /lstor"
+MARKER = "/var/tmp/terafleet-preflight-marker"
+
+CASES = [
+    ("overlapping-sets", {"preflight_gpu_sets": [[0, 1], [1, 2]]}, "GPU sets overlap: GPU 1 is in [0, 1] and [1, 2]"),
+    ("gpu-7-of-4", {"preflight_gpu_sets": [[0, 7]]}, "names GPU 7, which this node does not have (its GPUs: 0, 1, 2, 3)"),
+    ("size-3-of-4", {"preflight_gpu_set_size": 3}, "GPU set size 3 does not divide the 4 usable GPUs"),
+    ("size-0", {"preflight_gpu_set_size": 0}, "GPU set size must be at least 1, got 0"),
+    ("empty-set", {"preflight_gpu_sets": [[0, 1], []]}, "GPU set number 2 is empty"),
+    ("unknown-uuid", {"preflight_gpu_sets": [["GPU-00000000-dead-beef-0000-000000000000"]]},
+     "names GPU GPU-00000000-dead-beef-0000-000000000000, a UUID this node does not have"),
+    ("lstor-missing", {"preflight_lstor_path": "/nonexistent/lstor"},
+     "$LSTOR /nonexistent/lstor does not exist or is not a directory"),
+    ("lstor-not-mounted", {"preflight_lstor_path": "/var/tmp"}, "$LSTOR /var/tmp is not a mount point"),
+    ("lstor-too-full", {"preflight_lstor_min_free_gb": 100000}, "GB free, less than the 100000 GB required"),
+    ("nvidia-smi-absent", {}, "nvidia-smi not found on this node"),
+]
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inventory") / "hosts.yml"
+    path.write_text(json.dumps({"all": {"children": {
+        "gpu_nodes": {"hosts": {NODE: {"ansible_connection": "community.docker.docker"}},
+                      "vars": {"preflight_gpu_set_size": 2, "preflight_lstor_min_free_gb": 0.5}}}}}))
+    return path
+
+
+@contextlib.contextmanager
+def nvidia_smi_hidden(host, hide):
+    """Take nvidia-smi away for the duration of a case, as on a node whose driver is not installed."""
+    if not hide:
+        yield
+        return
+    host.check_output("mv /usr/bin/nvidia-smi /usr/bin/nvidia-smi.away")
+    try:
+        yield
+    finally:
+        host.check_output("mv /usr/bin/nvidia-smi.away /usr/bin/nvidia-smi")
+
+
+def site(inventory, extra_vars):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run(["ansible-playbook", "-i", str(inventory), "--limit", NODE, "site.yml",
+                           "-e", json.dumps(extra_vars)],
+                          cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=300)
+
+
+@pytest.mark.parametrize("extra_vars, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_fails_in_preflight_and_changes_nothing(host, inventory, extra_vars, message, request):
+    with nvidia_smi_hidden(host, request.node.callspec.id.endswith("nvidia-smi-absent")):
+        host.check_output(f"touch {MARKER}")
+        result = site(inventory, extra_vars)
+        changed = host.check_output(f"find {WATCHED} -xdev -newer {MARKER} -print 2>/dev/null || true")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert message in output, output[-3000:]
+    assert NODE in output
+    tasks_run = [line for line in result.stdout.splitlines() if line.startswith("TASK [")]
+    assert all("preflight" in line or "Gathering Facts" in line for line in tasks_run), tasks_run
+    assert changed == "", f"files changed on {NODE}: {changed}"
+
+
+def test_blank_node_was_never_given_docker(host):
+    assert not host.exists("dockerd")
+    assert not host.file("/etc/docker/daemon.json").exists

@@ -1,0 +1,37 @@
+"""instance_plan: stable names for each GPU set's server, scratch directory and volume."""
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from instance_plan import FilterModule, instance_plan
+
+SETS = [{"name": "gpu0-1", "devices": ["0", "1"], "uuids": ["GPU-a", "GPU-b"]},
+        {"name": "gpu2-3", "devices": ["2", "3"], "uuids": ["GPU-c", "GPU-d"]}]
+
+
+def test_names_each_set():
+    plan = instance_plan(SETS, "/lstor/terafleet/", "gpu01")
+    assert [(p["instance"], p["scratch_dir"], p["scratch_volume"]) for p in plan] == [
+        ("terachem-gpu0-1", "/lstor/terafleet/scratch/gpu01-gpu0-1", "terafleet-scratch-gpu0-1"),
+        ("terachem-gpu2-3", "/lstor/terafleet/scratch/gpu01-gpu2-3", "terafleet-scratch-gpu2-3"),
+    ]
+    assert plan[0]["devices"] == ["0", "1"] and plan[0]["uuids"] == ["GPU-a", "GPU-b"]
+
+
+def test_same_input_same_names():
+    assert instance_plan(SETS, "/lstor/terafleet", "gpu01") == instance_plan(SETS, "/lstor/terafleet", "gpu01")
+
+
+@pytest.mark.parametrize("sets, root, host, message", [
+    (SETS, "lstor/terafleet", "gpu01", "scratch root must be an absolute path, got 'lstor/terafleet'"),
+    (SETS, "/lstor", "gpu 01", "host name 'gpu 01' cannot name a directory"),
+    ([{"devices": ["0"]}], "/lstor", "gpu01", "has no usable name"),
+    ([{"name": "../etc"}], "/lstor", "gpu01", "has no usable name"),
+])
+def test_refusals(sets, root, host, message):
+    with pytest.raises(AnsibleFilterError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        instance_plan(sets, root, host)
+
+
+def test_registered_as_a_filter():
+    assert FilterModule().filters()["instance_plan"] is instance_plan
