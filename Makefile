@@ -7,18 +7,19 @@ BIN := $(VENV)/bin
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test venv images lint unit molecule demo demo-down collection clean
+.PHONY: test venv images lint unit integration molecule bench demo demo-down collection clean
 
-## test: lint, unit tests and every Molecule scenario, each stage timed.
+## test: lint, unit tests, the worker/stand-in integration tests and every Molecule scenario, each timed.
 test: venv images
 	@bin/stage lint $(MAKE) --no-print-directory lint
 	@bin/stage unit $(MAKE) --no-print-directory unit
 	@bin/stage collection $(MAKE) --no-print-directory collection
+	@bin/stage integration $(MAKE) --no-print-directory integration
 	@for s in $(SCENARIOS); do bin/stage "molecule $$s" $(BIN)/molecule test -s $$s; done
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements-dev.txt
+$(VENV)/.installed: requirements-dev.txt worker/pyproject.toml
 	@bin/stage venv bash -c '$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt'
 	@touch $@
 
@@ -31,6 +32,14 @@ lint: venv
 
 unit: venv
 	$(BIN)/pytest tests/unit
+
+## integration: real RabbitMQ, Redis, Celery workers and TeraChem stand-ins in containers.
+integration: venv images
+	$(BIN)/pytest -v tests/integration
+
+## bench: benchmark figures (printed).
+bench: venv images
+	$(BIN)/python bench/worker_overhead.py
 
 molecule: venv images
 	@for s in $(SCENARIOS); do bin/stage "molecule $$s" $(BIN)/molecule test -s $$s; done

@@ -100,6 +100,6 @@ def test_module_nvidia_smi_missing(tmp_path):
 
 
 def test_module_times_out_on_a_hung_nvidia_smi(tmp_path):
-    out = run_module(tmp_path, "sleep 30\n", timeout=1)
+    out = run_module(tmp_path, "exec sleep 30\n", timeout=1)
     assert out["failed"] is True
     assert "did not answer within 1 s" in out["msg"]

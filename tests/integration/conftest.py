@@ -1,0 +1,31 @@
+"""Fixtures: one mini cluster (see minicluster.py) shared by the integration tests of a session."""
+
+from __future__ import annotations
+
+import docker
+import pytest
+
+from minicluster import PAIRS, mini_cluster
+
+IMAGES = ("terafleet/broker:latest", "terafleet/backend:latest", "terafleet/standin:latest", "terafleet/worker:latest")
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    client = docker.from_env()
+    try:
+        client.ping()
+    except docker.errors.DockerException as error:
+        pytest.fail(f"integration tests need a Docker engine: {error}")
+    for image in IMAGES:
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            pytest.fail(f"{image} is missing; run bin/build-images first")
+    return client
+
+
+@pytest.fixture(scope="session")
+def cluster(docker_client, tmp_path_factory):
+    with mini_cluster(docker_client, tmp_path_factory.mktemp("broker"), PAIRS) as running:
+        yield running

@@ -1,0 +1,148 @@
+"""A small real cluster on this machine's Docker: RabbitMQ, Redis, TeraChem stand-ins and paired workers.
+
+Everything runs from the project's images on a Docker network of its own; the tests reach the broker,
+the result backend and the stand-ins only through ports published on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "standin"))
+
+RUN_ID = uuid.uuid4().hex[:8]
+LABEL = {"org.terafleet.test": f"integration-{RUN_ID}"}
+BROKER_CONF = "default_user = terafleet\ndefault_pass = secret\nloopback_users = none\n"
+PAIRS = (("standin-a", "fake", "terachem", "0"), ("standin-b", "fake", "terachem", "1"),
+         ("standin-chem", "pyscf", "chemistry", "2,3"))
+
+
+@dataclass
+class Pair:
+    """One TeraChem stand-in and the Celery worker paired with it."""
+
+    name: str
+    standin: docker.models.containers.Container
+    worker: docker.models.containers.Container | None
+    volume: str
+    queue: str
+
+    @property
+    def port(self) -> int:
+        """The stand-in's TCPB port on 127.0.0.1; Docker picks a new one at every restart."""
+        return published_port(self.standin, "11111/tcp")
+
+    @property
+    def server(self) -> str:
+        return f"{self.name}:11111"
+
+    @property
+    def worker_name(self) -> str:
+        return f"terachem@it-node-{self.name}"
+
+    def control(self, **switches) -> None:
+        """Write the stand-in's fault switches file in its scratch directory (empty: clear them)."""
+        body = json.dumps(switches)
+        self.standin.exec_run(["sh", "-c", f"printf '%s' '{body}' > /scratch/standin-control.json"])
+
+
+def published_port(container, port: str) -> int:
+    container.reload()
+    return int(container.attrs["NetworkSettings"]["Ports"][port][0]["HostPort"])
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as error:  # noqa: BLE001 - remembered for the message below
+            last = error
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout} s (last error: {last})")
+
+
+@contextlib.contextmanager
+def mini_cluster(client, workdir: Path, pair_specs):
+    """Start broker, backend and (name, backend, queue, gpus) stand-in/worker pairs; remove all at exit."""
+    network = client.networks.create(f"terafleet-it-{RUN_ID}", labels=LABEL)
+    conf = workdir / "10-test.conf"
+    conf.write_text(BROKER_CONF)
+    conf.chmod(0o644)
+    started = []
+
+    def run(image, name, **kwargs):
+        container = client.containers.run(image, name=f"it-{RUN_ID}-{name}", detach=True, labels=LABEL,
+                                          network=network.name, **kwargs)
+        network.disconnect(container)
+        network.connect(container, aliases=[name])
+        started.append(container)
+        return container
+
+    try:
+        broker = run("terafleet/broker:latest", "broker", ports={"5672/tcp": ("127.0.0.1", None)},
+                     volumes={str(conf): {"bind": "/etc/rabbitmq/conf.d/10-test.conf", "mode": "ro"}})
+        backend = run("terafleet/backend:latest", "backend", ports={"6379/tcp": ("127.0.0.1", None)})
+        broker_port = published_port(broker, "5672/tcp")
+        backend_port = published_port(backend, "6379/tcp")
+        wait_for(lambda: broker.exec_run(["rabbitmq-diagnostics", "-q", "check_port_connectivity"]).exit_code == 0,
+                 90, "RabbitMQ", interval=1.0)
+        wait_for(lambda: socket.create_connection(("127.0.0.1", backend_port), timeout=1), 30, "Redis")
+
+        pairs = {}
+        for name, backend_kind, queue, gpus in pair_specs:
+            volume = client.volumes.create(f"it-{RUN_ID}-{name}", labels=LABEL).name
+            standin = run("terafleet/standin:latest", name, restart_policy={"Name": "unless-stopped"},
+                          environment={"STANDIN_BACKEND": backend_kind, "NVIDIA_VISIBLE_DEVICES": gpus},
+                          volumes={volume: {"bind": "/scratch", "mode": "rw"}},
+                          ports={"11111/tcp": ("127.0.0.1", None)})
+            pairs[name] = Pair(name, standin, None, volume, queue)
+        for pair in pairs.values():
+            pair.worker = run("terafleet/worker:latest", f"worker-{pair.name}", stop_signal="SIGTERM",
+                              environment={"TERAFLEET_BROKER_URL": "amqp://terafleet:secret@broker:5672//",
+                                           "TERAFLEET_RESULT_BACKEND": "redis://backend:6379/0",
+                                           "TERAFLEET_QUEUES": pair.queue, "TCPB_HOST": pair.name,
+                                           "TCPB_PORT": "11111", "TERAFLEET_NODE": "it-node",
+                                           "TERAFLEET_GPU_SET": pair.name, "TERAFLEET_RETRY_BACKOFF": "1.5"},
+                              volumes={pair.volume: {"bind": "/scratch", "mode": "ro"}})
+
+        os.environ["TERAFLEET_BROKER_URL"] = f"amqp://terafleet:secret@127.0.0.1:{broker_port}//"
+        os.environ["TERAFLEET_RESULT_BACKEND"] = f"redis://127.0.0.1:{backend_port}/0"
+        from terafleet_worker.app import app
+
+        names = [p.worker_name for p in pairs.values()]
+        wait_for(lambda: len(app.control.ping(destination=names, timeout=1.0)) == len(names), 90,
+                 "the workers", interval=1.0)
+        yield {"app": app, "pairs": pairs, "client": client, "network": network}
+    finally:
+        for container in started:
+            container.remove(force=True, v=True)
+        for volume in client.volumes.list(filters={"label": f"org.terafleet.test={LABEL['org.terafleet.test']}"}):
+            volume.remove(force=True)
+        network.remove()
+
+
+def host_kill(container, signal_number: int) -> None:
+    """Kill a container's main process from the host, as a crash would: Docker's restart policy applies."""
+    container.reload()
+    os.kill(container.attrs["State"]["Pid"], signal_number)
+
+
+def started_on(result, timeout: float = 30.0) -> str:
+    """Wait until a task is STARTED and return the worker it started on."""
+    return wait_for(lambda: result.state == "STARTED" and result.info.get("hostname"), timeout,
+                    f"task {result.id} to start", interval=0.1)

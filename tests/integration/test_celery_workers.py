@@ -1,0 +1,184 @@
+"""Calculations through RabbitMQ, Celery workers and Redis to paired TeraChem stand-ins: none lost."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from terachem_standin.backends import BOHR_PER_ANGSTROM, Job, fake
+
+from minicluster import host_kill, started_on, wait_for
+
+CRAWFORD_STO3G_ENERGY = -74.942079928192
+WATER_BOHR = [0.0, -0.143225816552, 0.0, 1.638036840407, 1.136548822547, 0.0,
+              -1.638036840407, 1.136548822547, 0.0]
+
+
+def water(scale: float = 1.0, calctype: str = "energy", **overrides) -> dict:
+    """Water in Angstrom (the worker converts to Bohr), optionally stretched."""
+    geometry = [x * scale / BOHR_PER_ANGSTROM for x in WATER_BOHR]
+    doc = {"structure": {"symbols": ["O", "H", "H"], "geometry": [geometry[i:i + 3] for i in range(0, 9, 3)],
+                         "units": "angstrom"}, "method": "hf", "basis": "sto-3g", "calctype": calctype}
+    doc.update(overrides)
+    return doc
+
+
+def expected_fake_energy(doc: dict) -> float:
+    flat = [x * BOHR_PER_ANGSTROM for row in doc["structure"]["geometry"] for x in row]
+    return fake(Job(doc["structure"]["symbols"], flat, 0, 1, True, "HF", "sto-3g", False)).energy
+
+
+@pytest.fixture()
+def send(cluster):
+    from terafleet_worker.tasks import compute
+
+    def submit(doc: dict, queue: str = "terachem"):
+        return compute.apply_async(args=[doc], queue=queue)
+
+    return submit
+
+
+@pytest.fixture()
+def pairs(cluster):
+    pairs = cluster["pairs"]
+    yield pairs
+    for pair in pairs.values():
+        pair.control()
+        pair.worker.reload()
+        if pair.worker.status != "running":
+            pair.worker.start()
+    names = [p.worker_name for p in pairs.values()]
+    wait_for(lambda: len(cluster["app"].control.ping(destination=names, timeout=1.0)) == len(names), 60,
+             "the workers after the test", interval=1.0)
+
+
+def test_fifty_calculations_over_two_workers_all_correct(send, pairs):
+    rng = random.Random(7)
+    docs = [water(scale=rng.uniform(0.9, 1.2)) for _ in range(50)]
+    results = [send(doc) for doc in docs]
+    servers = {}
+    for doc, result in zip(docs, results):
+        value = result.get(timeout=180)
+        assert value["energy"] == pytest.approx(expected_fake_energy(doc), abs=1e-9)
+        provenance = value["provenance"]
+        assert provenance["server"] in ("standin-a:11111", "standin-b:11111")
+        assert provenance["worker"] == f"terachem@it-node-{provenance['server'].split(':')[0]}"
+        servers.setdefault(provenance["server"], []).append(provenance["job_dir"])
+    assert set(servers) == {"standin-a:11111", "standin-b:11111"}, "both servers should have computed"
+    for name, job_dirs in servers.items():
+        standin = pairs[name.split(":")[0]].standin
+        for job_dir in job_dirs[:5]:
+            assert standin.exec_run(["test", "-f", f"/scratch/{job_dir}/tc.out"]).exit_code == 0, job_dir
+
+
+def test_real_chemistry_through_celery_in_angstrom(send, pairs):
+    value = send(water(), queue="chemistry").get(timeout=120)
+    assert math.isclose(value["energy"], CRAWFORD_STO3G_ENERGY, abs_tol=1e-6), value["energy"]
+    assert value["provenance"]["server"] == "standin-chem:11111"
+    gradient = send(water(calctype="gradient"), queue="chemistry").get(timeout=120)["gradient"]
+    assert len(gradient) == 3 and abs(sum(sum(row) for row in gradient)) < 1e-6
+
+
+def test_server_killed_mid_task_is_restarted_and_the_task_retries(send, pairs):
+    pair = pairs["standin-chem"]
+    pair.control(job_seconds=3)
+    result = send(water(), queue="chemistry")
+    started_on(result)
+    time.sleep(1.0)
+    host_kill(pair.standin, signal.SIGKILL)
+    value = result.get(timeout=120)
+    assert math.isclose(value["energy"], CRAWFORD_STO3G_ENERGY, abs_tol=1e-6)
+    assert value["provenance"]["retries"] >= 1
+
+
+def test_worker_killed_mid_task_the_other_worker_delivers(send, pairs):
+    for pair in (pairs["standin-a"], pairs["standin-b"]):
+        pair.control(job_seconds=4)
+    result = send(water())
+    victim = started_on(result)
+    victim_pair = next(p for p in pairs.values() if p.worker_name == victim)
+    host_kill(victim_pair.worker, signal.SIGKILL)
+    value = result.get(timeout=120)
+    assert value["provenance"]["worker"] != victim
+    assert value["energy"] == pytest.approx(expected_fake_energy(water()), abs=1e-9)
+
+
+def test_worker_sigterm_finishes_its_task_then_exits(send, pairs):
+    for pair in (pairs["standin-a"], pairs["standin-b"]):
+        pair.control(job_seconds=4)
+    result = send(water())
+    worker = started_on(result)
+    pair = next(p for p in pairs.values() if p.worker_name == worker)
+    pair.worker.stop(timeout=60)  # SIGTERM, then SIGKILL only after 60 s
+    pair.worker.reload()
+    assert pair.worker.attrs["State"]["ExitCode"] == 0
+    value = result.get(timeout=30)
+    assert value["provenance"]["worker"] == worker
+
+
+@pytest.mark.parametrize("doc, message", [
+    (water(method="not-a-method"), "method 'not-a-method' is not a TeraChem method"),
+    ({"structure": {"symbols": ["O", "H"], "geometry": WATER_BOHR}, "method": "hf", "basis": "sto-3g"},
+     "structure.geometry has 9 coordinates for 2 atoms"),
+    (water(calctype="hessian"), "calctype 'hessian' is not supported"),
+])
+def test_bad_input_fails_cleanly_and_the_worker_keeps_serving(send, pairs, doc, message):
+    result = send(doc)
+    with pytest.raises(Exception) as error:
+        result.get(timeout=60)
+    assert type(error.value).__name__ == "CalculationError"
+    assert message in str(error.value)
+    assert send(water()).get(timeout=60)["energy"] == pytest.approx(expected_fake_energy(water()), abs=1e-9)
+
+
+def test_calculation_error_on_the_server_comes_back_with_its_message(send, pairs):
+    result = send(water(basis="no-such-basis"), queue="chemistry")
+    with pytest.raises(Exception) as error:
+        result.get(timeout=120)
+    assert type(error.value).__name__ == "CalculationError"
+    assert "cannot build the molecule in basis 'no-such-basis'" in str(error.value)
+    value = send(water(), queue="chemistry").get(timeout=120)
+    assert math.isclose(value["energy"], CRAWFORD_STO3G_ENERGY, abs_tol=1e-6)
+
+
+def test_worker_health_check_does_a_status_round_trip(cluster, pairs):
+    pair = pairs["standin-b"]
+    healthy = pair.worker.exec_run(["terafleet-healthcheck"])
+    assert healthy.exit_code == 0, healthy.output
+    assert b"server standin-b:11111 idle" in healthy.output
+    pair.control(hang=True)
+    hung = pair.worker.exec_run(["terafleet-healthcheck"])
+    assert hung.exit_code == 1
+    assert b"did not answer STATUS" in hung.output
+
+
+def test_terafleet_submit_sends_an_xyz_file_and_prints_the_result(cluster, pairs, tmp_path):
+    xyz = tmp_path / "water.xyz"
+    atoms = zip(("O", "H", "H"), (WATER_BOHR[i:i + 3] for i in range(0, 9, 3)))
+    xyz.write_text("3\nwater, Crawford geometry\n" + "".join(
+        f"{symbol} {' '.join(f'{c / BOHR_PER_ANGSTROM:.12f}' for c in coords)}\n" for symbol, coords in atoms))
+    submit = Path(sys.executable).with_name("terafleet-submit")
+    result = subprocess.run([str(submit), str(xyz), "--queue", "chemistry", "--repeat", "2"], env=dict(os.environ),
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2 and all(line["status"] == "SUCCESS" for line in lines)
+    assert all(math.isclose(line["energy"], CRAWFORD_STO3G_ENERGY, abs_tol=1e-6) for line in lines)
+    assert "2 succeeded, 0 failed" in result.stderr
+
+
+def test_terafleet_submit_refuses_a_bad_file_before_sending(tmp_path):
+    bad = tmp_path / "broken.xyz"
+    bad.write_text("3\nonly one atom\nO 0 0 0\n")
+    submit = Path(sys.executable).with_name("terafleet-submit")
+    result = subprocess.run([str(submit), str(bad)], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "announces 3 atoms but lists 1" in result.stderr

@@ -1,0 +1,29 @@
+"""The Celery application: JSON only, late acknowledgement, one task at a time per TeraChem server."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from . import settings as _settings
+
+SETTINGS = _settings.load()
+
+app = Celery("terafleet", broker=SETTINGS.broker_url, backend=SETTINGS.result_backend,
+             include=["terafleet_worker.tasks"])
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_accept_content=["json"],
+    # A task is acknowledged when it finishes; if its worker dies, the broker hands it to another.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    worker_concurrency=SETTINGS.concurrency,
+    result_expires=SETTINGS.result_expires,
+    result_extended=True,
+    task_track_started=True,
+    task_default_queue=SETTINGS.queues[0],
+    broker_connection_retry_on_startup=True,
+    worker_cancel_long_running_tasks_on_connection_loss=False,
+)

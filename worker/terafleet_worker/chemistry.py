@@ -1,0 +1,97 @@
+"""Calculation documents: validation, XYZ files, and conversion to the tcpb client's input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+BOHR_PER_ANGSTROM = 1.0 / 0.52917721092
+CALCTYPES = ("energy", "gradient")
+UNITS = ("angstrom", "bohr")
+
+
+class InputError(ValueError):
+    """The calculation document is wrong; retrying will not help."""
+
+
+def validate(doc: Any) -> dict:
+    """Check a calculation document and return it normalised (geometry flat, in Bohr)."""
+    if not isinstance(doc, dict):
+        raise InputError(f"a calculation is a JSON object, got {type(doc).__name__}")
+    unknown = set(doc) - {"structure", "method", "basis", "calctype", "keywords"}
+    if unknown:
+        raise InputError(f"unknown fields {sorted(unknown)}")
+    structure = doc.get("structure")
+    if not isinstance(structure, dict):
+        raise InputError("structure is missing or not an object")
+    symbols = structure.get("symbols")
+    if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) and s for s in symbols):
+        raise InputError(f"structure.symbols must be a non-empty list of element symbols, got {symbols!r}")
+    geometry = structure.get("geometry")
+    flat = _flatten(geometry)
+    if len(flat) != 3 * len(symbols):
+        raise InputError(f"structure.geometry has {len(flat)} coordinates for {len(symbols)} atoms "
+                         f"(needs {3 * len(symbols)})")
+    units = str(structure.get("units", "angstrom")).lower()
+    if units not in UNITS:
+        raise InputError(f"structure.units must be one of {UNITS}, got {units!r}")
+    scale = BOHR_PER_ANGSTROM if units == "angstrom" else 1.0
+    charge = structure.get("charge", 0)
+    multiplicity = structure.get("multiplicity", 1)
+    if not isinstance(charge, int) or isinstance(charge, bool):
+        raise InputError(f"structure.charge must be a whole number, got {charge!r}")
+    if not isinstance(multiplicity, int) or isinstance(multiplicity, bool) or multiplicity < 1:
+        raise InputError(f"structure.multiplicity must be a whole number of at least 1, got {multiplicity!r}")
+    calctype = str(doc.get("calctype", "energy")).lower()
+    if calctype not in CALCTYPES:
+        raise InputError(f"calctype {calctype!r} is not supported; choose one of {CALCTYPES}")
+    method = doc.get("method")
+    if not isinstance(method, str) or not method:
+        raise InputError("method is missing")
+    basis = doc.get("basis", "")
+    if not isinstance(basis, str):
+        raise InputError(f"basis must be a string, got {basis!r}")
+    keywords = doc.get("keywords", {}) or {}
+    if not isinstance(keywords, dict):
+        raise InputError(f"keywords must be an object, got {keywords!r}")
+    return {"symbols": [s.strip().capitalize() for s in symbols], "geometry_bohr": [x * scale for x in flat],
+            "charge": charge, "multiplicity": multiplicity, "method": method.lower(), "basis": basis.lower(),
+            "calctype": calctype, "keywords": keywords}
+
+
+def _flatten(geometry: Any) -> list[float]:
+    if not isinstance(geometry, list):
+        raise InputError(f"structure.geometry must be a list of coordinates, got {geometry!r}")
+    flat: list[Any] = []
+    for item in geometry:
+        flat.extend(item if isinstance(item, list) else [item])
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in flat):
+        raise InputError(f"structure.geometry must hold numbers only, got {geometry!r}")
+    return [float(x) for x in flat]
+
+
+def program_input(calc: dict):
+    """The qcdata ProgramInput the tcpb client takes; raises InputError for what tcpb would refuse."""
+    from qcdata import ProgramInput, Structure
+    from tcpb import terachem_server_pb2 as pb
+
+    if calc["method"].upper() not in pb.JobInput.MethodType.keys():
+        raise InputError(f"method {calc['method']!r} is not a TeraChem method")
+    structure = Structure(symbols=calc["symbols"],
+                          geometry=[calc["geometry_bohr"][i:i + 3] for i in range(0, len(calc["geometry_bohr"]), 3)],
+                          charge=calc["charge"], multiplicity=calc["multiplicity"])
+    return ProgramInput(structure=structure, calctype=calc["calctype"],
+                        model={"method": calc["method"], "basis": calc["basis"]}, keywords=calc["keywords"])
+
+
+def read_xyz(text: str, **fields: Any) -> dict:
+    """A calculation document from an XYZ file (Angstrom), plus the given fields (method, basis, ...)."""
+    lines = text.strip().splitlines()
+    try:
+        count = int(lines[0].split()[0])
+    except (IndexError, ValueError):
+        raise InputError("an XYZ file starts with the atom count") from None
+    atoms = [line.split() for line in lines[2:2 + count]]
+    if len(atoms) != count or any(len(a) < 4 for a in atoms):
+        raise InputError(f"the XYZ file announces {count} atoms but lists {len(atoms)} usable lines")
+    return {"structure": {"symbols": [a[0] for a in atoms], "geometry": [[float(x) for x in a[1:4]] for a in atoms],
+                          "units": "angstrom"}, **fields}

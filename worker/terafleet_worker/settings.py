@@ -1,0 +1,66 @@
+"""Every setting the worker reads, from the environment, in one place."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str = field(default_factory=lambda: os.environ.get("TERAFLEET_BROKER_URL", "amqp://guest@localhost//"))
+    result_backend: str = field(default_factory=lambda: os.environ.get("TERAFLEET_RESULT_BACKEND",
+                                                                       "redis://localhost:6379/0"))
+    queues: tuple[str, ...] = field(default_factory=lambda: tuple(
+        q.strip() for q in os.environ.get("TERAFLEET_QUEUES", "terachem").split(",") if q.strip()))
+    concurrency: int = field(default_factory=lambda: _int("TERAFLEET_CONCURRENCY", 1))
+    result_expires: int = field(default_factory=lambda: _int("TERAFLEET_RESULT_EXPIRES", 7 * 24 * 3600))
+    # The paired TeraChem server, under the names the tcpb client itself reads.
+    server_host: str = field(default_factory=lambda: os.environ.get("TCPB_HOST", "127.0.0.1"))
+    server_port: int = field(default_factory=lambda: _int("TCPB_PORT", 11111))
+    # Where the server's scratch is mounted in this container (read-only), to read a failed job's tc.out.
+    scratch_dir: Path = field(default_factory=lambda: Path(os.environ.get("TERAFLEET_SCRATCH_DIR", "/scratch")))
+    node: str = field(default_factory=lambda: os.environ.get("TERAFLEET_NODE", socket.gethostname()))
+    gpu_set: str = field(default_factory=lambda: os.environ.get("TERAFLEET_GPU_SET", "cpu"))
+    # Retries while the server is restarting or busy: count and base of the exponential backoff (seconds).
+    max_retries: int = field(default_factory=lambda: _int("TERAFLEET_MAX_RETRIES", 6))
+    retry_backoff: float = field(default_factory=lambda: _float("TERAFLEET_RETRY_BACKOFF", 2.0))
+    retry_backoff_max: float = field(default_factory=lambda: _float("TERAFLEET_RETRY_BACKOFF_MAX", 60.0))
+    # How long the entry point waits for the server before starting Celery anyway.
+    server_wait: float = field(default_factory=lambda: _float("TERAFLEET_SERVER_WAIT", 300.0))
+    status_timeout: float = field(default_factory=lambda: _float("TERAFLEET_STATUS_TIMEOUT", 5.0))
+
+    @property
+    def worker_name(self) -> str:
+        return f"terachem@{self.node}-{self.gpu_set}"
+
+    @property
+    def server(self) -> str:
+        return f"{self.server_host}:{self.server_port}"
+
+
+def load() -> Settings:
+    settings = Settings()
+    if settings.concurrency < 1:
+        raise SystemExit(f"TERAFLEET_CONCURRENCY must be at least 1, got {settings.concurrency}")
+    if not settings.queues:
+        raise SystemExit("TERAFLEET_QUEUES names no queue")
+    return settings
