@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calctype", default="energy", choices=chemistry.CALCTYPES)
     parser.add_argument("--charge", type=int, default=0)
     parser.add_argument("--multiplicity", type=int, default=1)
-    parser.add_argument("--queue", default=None, help="queue to send to (default: the workers' first queue)")
+    parser.add_argument("--queue", action="append", default=None,
+                        help="queue to send to; repeat to send every input to each queue (default: terachem)")
     parser.add_argument("--repeat", type=int, default=1, help="send each input this many times")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for all results")
     args = parser.parse_args(argv)
@@ -50,16 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     from .tasks import compute
 
     started = time.monotonic()
-    pending = [(doc, compute.apply_async(args=[doc], queue=args.queue)) for doc in docs]
+    queues = args.queue or [None]
+    pending = [(queue, compute.apply_async(args=[doc], queue=queue)) for queue in queues for doc in docs]
     failed = 0
-    for doc, result in pending:
+    for queue, result in pending:
         remaining = max(args.timeout - (time.monotonic() - started), 1.0)
         try:
             value = result.get(timeout=remaining, propagate=True)
-            print(json.dumps({"id": result.id, "status": "SUCCESS", **value}))
+            print(json.dumps({"id": result.id, "queue": queue, "status": "SUCCESS", **value}))
         except Exception as error:  # noqa: BLE001 - each failure is reported, the rest still collected
             failed += 1
-            print(json.dumps({"id": result.id, "status": "FAILURE", "error": f"{type(error).__name__}: {error}"}))
+            print(json.dumps({"id": result.id, "queue": queue, "status": "FAILURE",
+                              "error": f"{type(error).__name__}: {error}"}))
     print(f"{len(pending) - failed} succeeded, {failed} failed in {time.monotonic() - started:.1f} s",
           file=sys.stderr)
     return 1 if failed else 0

@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[3]
 NODE = "tf-gpu-blank"
 WATCHED = "/etc /usr /opt /var/lib /lstor"
 MARKER = "/var/tmp/terafleet-preflight-marker"
+LICENSE = REPO / "molecule" / "shared" / "files" / "terachem-license.key"
+VAULT_PASSWORD = REPO / "molecule" / "shared" / "files" / "vault-password"
 
 CASES = [
     ("overlapping-sets", {"preflight_gpu_sets": [[0, 1], [1, 2]]}, "GPU sets overlap: GPU 1 is in [0, 1] and [1, 2]"),
@@ -32,6 +34,9 @@ CASES = [
     ("lstor-not-mounted", {"preflight_lstor_path": "/var/tmp"}, "$LSTOR /var/tmp is not a mount point"),
     ("lstor-too-full", {"preflight_lstor_min_free_gb": 100000}, "GB free, less than the 100000 GB required"),
     ("nvidia-smi-absent", {}, "nvidia-smi not found on this node"),
+    ("license-missing", {"terachem_license_file": "/nonexistent/license.key"},
+     "TeraChem license file '/nonexistent/license.key' not found on the controller"),
+    ("port-collision", {"preflight_tcpb_ports": [11111, 11111]}, "port collision: 11111 is both the TeraChem port"),
 ]
 
 
@@ -40,7 +45,8 @@ def inventory(tmp_path_factory):
     path = tmp_path_factory.mktemp("inventory") / "hosts.yml"
     path.write_text(json.dumps({"all": {"children": {
         "gpu_nodes": {"hosts": {NODE: {"ansible_connection": "community.docker.docker"}},
-                      "vars": {"preflight_gpu_set_size": 2, "preflight_lstor_min_free_gb": 0.5}}}}}))
+                      "vars": {"preflight_gpu_set_size": 2, "preflight_lstor_min_free_gb": 0.5,
+                               "terachem_license_file": str(LICENSE)}}}}}))
     return path
 
 
@@ -58,7 +64,7 @@ def nvidia_smi_hidden(host, hide):
 
 
 def site(inventory, extra_vars):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD),
                ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_NOCOLOR="1")
     return subprocess.run(["ansible-playbook", "-i", str(inventory), "--limit", NODE, "site.yml",
                            "-e", json.dumps(extra_vars)],

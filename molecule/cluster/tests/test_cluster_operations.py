@@ -1,0 +1,133 @@
+"""Calculations through the deployed broker, a server killed mid-calculation, a same-second restart,
+the license kept out of output, and bad inputs refused before any container changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from conftest import GPU_NODES, REPO, SETS, VAULT_PASSWORD, inspect, node, wait_for
+
+sys.path.insert(0, str(REPO / "standin"))
+from terachem_standin.backends import Job, fake  # noqa: E402
+
+testinfra_hosts = ["ansible://tf-cl-head"]
+WATER_BOHR = [0.0, -0.143225816552, 0.0, 1.638036840407, 1.136548822547, 0.0,
+              -1.638036840407, 1.136548822547, 0.0]
+SERVERS = {(n, f"terachem-{s}:11111") for n in GPU_NODES for s in SETS}
+
+
+def water(scale: float = 1.0) -> dict:
+    return {"structure": {"symbols": ["O", "H", "H"], "geometry": [x * scale for x in WATER_BOHR], "units": "bohr"},
+            "method": "hf", "basis": "sto-3g"}
+
+
+def expected_energy(doc: dict) -> float:
+    return fake(Job(["O", "H", "H"], doc["structure"]["geometry"], 0, 1, True, "HF", "sto-3g", False)).energy
+
+
+def control(gpu_node: str, gpu_set: str, **switches) -> None:
+    path = f"/lstor/terafleet/scratch/{gpu_node}-{gpu_set}/standin-control.json"
+    node(gpu_node).check_output(f"printf '%s' '{json.dumps(switches)}' > {path}")
+
+
+def playbook(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD))
+    return subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "site.yml", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+
+def containers_state() -> dict:
+    state = {}
+    for name in ("tf-cl-head", *GPU_NODES):
+        host = node(name)
+        for line in host.check_output("docker ps -a --format '{{.Names}}'").splitlines():
+            info = inspect(host, line)
+            state[(name, line)] = (info["Id"], info["State"]["StartedAt"], info["RestartCount"])
+    return state
+
+
+def test_forty_calculations_all_correct_over_all_four_servers(compute):
+    rng = random.Random(11)
+    docs = [water(rng.uniform(0.9, 1.15)) for _ in range(40)]
+    results = [compute.apply_async(args=[doc], queue="terachem") for doc in docs]
+    used = set()
+    for doc, result in zip(docs, results):
+        value = result.get(timeout=300)
+        assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
+        used.add((value["provenance"]["node"], value["provenance"]["server"]))
+    assert used == SERVERS
+
+
+def test_server_killed_during_a_calculation_is_restarted_and_the_calculation_delivers(compute):
+    gpu_node, gpu_set = GPU_NODES[0], SETS[0]
+    host = node(gpu_node)
+    before = inspect(host, f"terachem-{gpu_set}")
+    control(gpu_node, gpu_set, job_seconds=4)
+    doc = water(1.05)
+    result = compute.apply_async(args=[doc], queue=f"terachem.{gpu_node}.{gpu_set}")
+    wait_for(lambda: result.state == "STARTED", 60, "the calculation to start", interval=0.1)
+    host.check_output(f"kill -9 {before['State']['Pid']}")
+    value = result.get(timeout=180)
+    assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
+    assert value["provenance"]["retries"] >= 1
+    after = inspect(host, f"terachem-{gpu_set}")
+    assert after["RestartCount"] == before["RestartCount"] + 1
+    control(gpu_node, gpu_set)
+
+
+def newest_server_dir(host, gpu_node: str, gpu_set: str) -> str:
+    return host.check_output(f"ls -1 /lstor/terafleet/scratch/{gpu_node}-{gpu_set} | grep ^server_ | sort | tail -1")
+
+
+def test_all_servers_of_a_node_restarted_in_the_same_second_start_cleanly():
+    gpu_node = GPU_NODES[1]
+    host = node(gpu_node)
+    names = " ".join(f"terachem-{s}" for s in SETS)
+    for _attempt in range(5):
+        host.check_output(f"docker stop -t 1 {names} >/dev/null && docker start {names} >/dev/null")
+        wait_for(lambda: all(inspect(host, f"terachem-{s}")["State"]["Health"]["Status"] == "healthy"
+                             for s in SETS), 90, "both servers healthy")
+        newest = {newest_server_dir(host, gpu_node, s) for s in SETS}
+        if len(newest) == 1:
+            break
+    assert len(newest) == 1, f"the servers never started in the same second: {newest}"
+    for gpu_set in SETS:
+        info = inspect(host, f"terachem-{gpu_set}")
+        assert info["State"]["Running"] and info["RestartCount"] == 0, f"terachem-{gpu_set} crashed on start"
+
+
+def test_license_never_appears_in_ansible_output():
+    secret = node(GPU_NODES[0]).file("/etc/terafleet/terachem/license.key").content_string.strip()
+    result = playbook("-vvv", "--limit", GPU_NODES[0], "--tags", "terafleet_license", "--diff")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Copy the license" in result.stdout
+    assert secret not in result.stdout + result.stderr
+    assert "TERACHEM-TEST-LICENSE" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("extra_vars, message", [
+    ({"terachem_license_file": "/nonexistent/license.key"},
+     "TeraChem license file '/nonexistent/license.key' not found on the controller"),
+    ({"broker_rabbitmq_password": ""}, "tf-cl-head: broker_rabbitmq_password is unset"),
+    ({"container_images_archives": {"terafleet/frontend:latest": "/nonexistent/frontend.tar"}},
+     "archive '/nonexistent/frontend.tar' for image terafleet/frontend:latest not found on the controller"),
+    ({"preflight_tcpb_base_port": 8080},
+     "port collision: 8080 is both the TeraChem port of GPU set 1 and the frontend port of GPU set 1"),
+    ({"preflight_lstor_path": "/nonexistent/lstor"}, "$LSTOR /nonexistent/lstor does not exist"),
+], ids=["license-missing", "broker-password-unset", "archive-missing", "port-collision", "no-lstor"])
+def test_bad_input_fails_before_any_container_changes(extra_vars, message):
+    before = containers_state()
+    result = playbook("-e", json.dumps(extra_vars))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert message in output, output[-3000:]
+    tasks_run = [line for line in result.stdout.splitlines() if line.startswith("TASK [")]
+    assert all("preflight" in line or "Gathering Facts" in line for line in tasks_run), tasks_run
+    assert containers_state() == before
