@@ -27,6 +27,7 @@ class Faults:
     """Fault switches: environment defaults, overridden per job by a JSON control file in the scratch."""
 
     crash_after_jobs: int = 0  # exit after delivering this many results (0: never)
+    crash_on_start: bool = False  # exit right after start-up, as a broken install or license does
     crash_mid_job: bool = False  # exit halfway through the next job
     hang: bool = False  # accept connections and never answer, as an unlicensed TeraChem does
     job_seconds: float = 0.0  # minimum duration of every job
@@ -35,6 +36,7 @@ class Faults:
     def from_env(cls) -> "Faults":
         return cls(crash_after_jobs=int(os.environ.get("STANDIN_CRASH_AFTER_JOBS", "0")),
                    crash_mid_job=os.environ.get("STANDIN_CRASH_MID_JOB", "") == "1",
+                   crash_on_start=os.environ.get("STANDIN_CRASH_ON_START", "") == "1",
                    hang=os.environ.get("STANDIN_HANG", "") == "1",
                    job_seconds=float(os.environ.get("STANDIN_JOB_SECONDS", "0")))
 
@@ -86,6 +88,8 @@ class StandinServer:
 
     def serve_forever(self) -> None:
         self.make_server_dir()
+        if self.faults.updated(self.control_file).crash_on_start:
+            crash("crash_on_start")
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("0.0.0.0", self.port))

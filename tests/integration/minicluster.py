@@ -20,6 +20,7 @@ import docker
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "standin"))
+sys.path.insert(0, str(REPO / "tests"))
 
 RUN_ID = uuid.uuid4().hex[:8]
 LABEL = {"org.terafleet.test": f"integration-{RUN_ID}"}

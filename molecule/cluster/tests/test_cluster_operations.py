@@ -131,3 +131,37 @@ def test_bad_input_fails_before_any_container_changes(extra_vars, message):
     tasks_run = [line for line in result.stdout.splitlines() if line.startswith("TASK [")]
     assert all("preflight" in line or "Gathering Facts" in line for line in tasks_run), tasks_run
     assert containers_state() == before
+
+
+def test_cpu_only_worker_drives_a_remote_server_through_its_published_port(compute):
+    gpu2 = node(GPU_NODES[1])
+    address = gpu2.interface("eth0").addresses[0]
+    doc = water(0.97)
+    value = compute.apply_async(args=[doc], queue="remote").get(timeout=180)
+    assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
+    assert value["provenance"]["node"] == "tf-cl-head"
+    assert value["provenance"]["server"] == f"{address}:11112"
+
+
+def test_status_prints_a_table_per_node_and_writes_json(tmp_path):
+    report = tmp_path / "status.json"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD))
+    result = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "status.yml",
+                             "-e", f"status_json_file={report}"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+    changed_tasks = [block.split("]")[0] for block in result.stdout.split("TASK [")[1:] if "\nchanged:" in block]
+    assert changed_tasks == ["terafleet.cluster.status : Write the JSON report on the controller"], changed_tasks
+    for gpu_node in GPU_NODES:
+        assert f"node {gpu_node}: $LSTOR" in result.stdout
+    assert "GPU set" in result.stdout and "terachem-gpu0-1" in result.stdout
+    nodes = {entry["node"]: entry for entry in json.loads(report.read_text())}
+    assert set(nodes) == {"tf-cl-head", *GPU_NODES}
+    for gpu_node in GPU_NODES:
+        rows = nodes[gpu_node]["servers"]
+        assert [row["gpu_set"] for row in rows] == list(SETS)
+        assert {row["gpus"] for row in rows} == {"0,1", "2,3"}
+        assert all(row["server_state"] == "healthy" and row["worker_state"] == "idle" for row in rows), rows
+        assert nodes[gpu_node]["lstor_used"].endswith("%")
+    assert "terafleet-rabbitmq" in nodes["tf-cl-head"]["others"]

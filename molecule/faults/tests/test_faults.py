@@ -1,0 +1,110 @@
+"""The cron checks against real faults: a filling $LSTOR, a frozen TeraChem server, a crash loop."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+
+testinfra_hosts = ["ansible://tf-fa-gpu1"]
+SCRATCH = "/lstor/terafleet/scratch/tf-fa-gpu1-gpu0"
+DISK_CRON = "/etc/cron.d/terafleet-checks-disk"
+WATCHDOG_CRON = "/etc/cron.d/terafleet-checks-watchdog"
+
+
+def cron_command(host, cron_file: str) -> str:
+    """The command a cron entry runs, without its schedule and user fields and its logger pipe."""
+    line = next(l for l in host.file(cron_file).content_string.splitlines() if l and not l.startswith("#"))
+    return " ".join(line.split()[6:]).split(" 2>&1 | logger")[0]
+
+
+def inspect(host, name: str) -> dict:
+    return json.loads(host.check_output(f"docker inspect {name}"))[0]
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached after {timeout} s")
+
+
+def control(host, server: str, **switches) -> None:
+    host.check_output(f"printf '%s' {shlex.quote(json.dumps(switches))} > /lstor/terafleet/scratch/tf-fa-gpu1-{server}"
+                      "/standin-control.json")
+
+
+def test_cron_entries_present(host):
+    disk = host.file(DISK_CRON).content_string
+    assert "*/15 * * * * root /usr/local/sbin/terafleet-disk-check --path /lstor" in disk
+    assert "--max-percent 50" in disk and "--prune-age-hours 24" in disk
+    watchdog = host.file(WATCHDOG_CRON).content_string
+    assert "*/5 * * * * root /usr/local/sbin/terafleet-watchdog" in watchdog and "--max-restarts 3" in watchdog
+    assert host.service("cron").is_running
+
+
+def test_full_lstor_alerts_and_prunes_old_jobs_but_keeps_current_ones(host):
+    runs = sorted(host.check_output(f"ls -1 {SCRATCH} | grep ^server_").split())
+    current_run = f"{SCRATCH}/{runs[-1]}"
+    old_run = f"{SCRATCH}/server_2026-01-01-00.00.00"
+    for job in (1, 2):
+        host.check_output(f"mkdir -p {old_run}/job_{job}/scr && head -c 130M /dev/zero > {old_run}/job_{job}/scr/c0"
+                          f" && touch -d '3 days ago' {old_run}/job_{job}/scr/c0 {old_run}/job_{job}/scr"
+                          f" {old_run}/job_{job}")
+    current_jobs = host.check_output(f"ls -1 {current_run}").split()
+    newest = max(current_jobs, key=lambda name: int(name.split("_")[1]))
+    host.check_output(f"touch -d '3 days ago' {current_run}/{newest} {current_run}/{newest}/*")
+    assert float(host.check_output("df --output=pcent /lstor | tail -1").strip(" %")) > 50
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    result = host.run(cron_command(host, DISK_CRON) + " --json")
+    assert result.rc == 1, result.stderr  # alert
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert sorted(report["pruned"]) == [f"{old_run}/job_1", f"{old_run}/job_2"]
+    assert report["freed_bytes"] >= 2 * 130 * 2**20
+    assert not host.file(old_run).exists
+    assert host.file(f"{current_run}/{newest}").is_directory, "the server's current job must stay"
+    journal = host.check_output(f"journalctl --no-pager -t terafleet-disk-check --since {shlex.quote(since)}")
+    assert "$LSTOR /lstor is" in journal and "pruned 2 job directories" in journal
+    assert float(host.check_output("df --output=pcent /lstor | tail -1").strip(" %")) < 50
+
+
+def test_frozen_server_turns_unhealthy_and_the_watchdog_restarts_it(host):
+    server = inspect(host, "terachem-gpu0")
+    host.check_output(f"kill -STOP {server['State']['Pid']}")
+    wait_for(lambda: inspect(host, "terachem-gpu0")["State"]["Health"]["Status"] == "unhealthy", 60, "unhealthy")
+    result = host.run(cron_command(host, WATCHDOG_CRON) + " --stop-timeout 3 --json")
+    assert result.rc == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["terachem-gpu0"] == "restarted (unhealthy)"
+    after = inspect(host, "terachem-gpu0")
+    assert after["State"]["StartedAt"] != server["State"]["StartedAt"]
+    wait_for(lambda: inspect(host, "terachem-gpu0")["State"]["Health"]["Status"] == "healthy", 60, "healthy again")
+
+
+def test_crash_loop_is_reported_and_left_stopped(host):
+    watchdog = cron_command(host, WATCHDOG_CRON)
+    host.check_output(watchdog + " --json")  # the watchdog's view before the loop
+    control(host, "gpu1", crash_on_start=True)
+    host.check_output("docker restart --time 3 terachem-gpu1")
+    wait_for(lambda: inspect(host, "terachem-gpu1")["RestartCount"] >= 3, 90, "three crashes")
+    result = json.loads(host.check_output(watchdog + " --json").splitlines()[-1])
+    assert result["terachem-gpu1"] == "stopped: crash loop"
+    stopped = inspect(host, "terachem-gpu1")
+    assert stopped["State"]["Running"] is False
+    assert stopped["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    time.sleep(3)
+    assert inspect(host, "terachem-gpu1")["State"]["Running"] is False, "left stopped, not restarted"
+    assert json.loads(host.check_output(watchdog + " --json").splitlines()[-1])["terachem-gpu1"] == \
+        "left stopped (crash loop)"
+    assert "crash loop" in host.check_output("journalctl --no-pager -t terafleet-watchdog")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def restore(host):
+    yield
+    control(host, "gpu1")
+    host.run("/usr/local/sbin/terafleet-watchdog --reset terachem-gpu1 && docker start terachem-gpu1")

@@ -1,0 +1,81 @@
+"""terafleet-watchdog against the real Docker API: restarts what is down or unhealthy, stops crash loops."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from script_loader import load_script
+
+from minicluster import REPO, wait_for
+
+watchdog_module = load_script("terafleet-watchdog")
+RUN = uuid.uuid4().hex[:6]
+
+
+@pytest.fixture()
+def containers(docker_client):
+    made = []
+
+    def make(name: str, command: list[str], **kwargs):
+        container = docker_client.containers.run(
+            "terafleet/base:bookworm", command, name=f"wd-{RUN}-{name}", detach=True,
+            labels={"org.terafleet.role": "frontend", "org.terafleet.test": f"watchdog-{RUN}"}, **kwargs)
+        made.append(container)
+        return container
+
+    yield make
+    for container in made:
+        container.remove(force=True)
+
+
+def run_watchdog(tmp_path, now=None, max_restarts=3):
+    # Only this test's containers: the watchdog acts on everything its selector matches.
+    dog = watchdog_module.Watchdog(tmp_path / "state.json", max_restarts, 600, None, now=now,
+                                   selector=f"org.terafleet.test=watchdog-{RUN}")
+    return dog.run()
+
+
+def test_exited_container_is_restarted(containers, tmp_path):
+    container = containers("exited", ["sh", "-c", "sleep 1; exit 3"])
+    wait_for(lambda: container.reload() or container.status == "exited", 20, "the container to exit")
+    results = run_watchdog(tmp_path)
+    assert results[container.name] == "restarted (exited)"
+    container.reload()
+    assert container.status == "running"
+
+
+def test_unhealthy_container_is_restarted(containers, tmp_path):
+    container = containers("hung", ["sleep", "infinity"], healthcheck={
+        "test": ["CMD", "false"], "interval": 500_000_000, "timeout": 500_000_000, "retries": 1})
+    wait_for(lambda: container.reload() or container.attrs["State"]["Health"]["Status"] == "unhealthy", 30,
+             "the container to turn unhealthy")
+    started = container.attrs["State"]["StartedAt"]
+    assert run_watchdog(tmp_path)[container.name] == "restarted (unhealthy)"
+    container.reload()
+    assert container.attrs["State"]["StartedAt"] != started
+
+
+def test_healthy_container_is_left_alone(containers, tmp_path):
+    container = containers("fine", ["sleep", "infinity"])
+    assert run_watchdog(tmp_path)[container.name] == "ok"
+
+
+def test_crash_loop_is_stopped_and_reported_and_stays_stopped(containers, tmp_path, capsys):
+    container = containers("loop", ["sh", "-c", "exit 1"], restart_policy={"Name": "on-failure"})
+    # Docker restarts it on its own; the watchdog counts those restarts too.
+    wait_for(lambda: container.reload() or container.attrs["RestartCount"] >= 3, 60, "Docker's restarts")
+    now = time.time()
+    run_watchdog(tmp_path, now=now)  # first sight: remembers Docker's count
+    wait_for(lambda: container.reload() or container.attrs["RestartCount"] >= 7, 90, "more restarts")
+    results = run_watchdog(tmp_path, now=now + 1)
+    assert results[container.name] == "stopped: crash loop"
+    assert "crash loop" in capsys.readouterr().out
+    container.reload()
+    assert container.status == "exited"
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert run_watchdog(tmp_path, now=now + 2)[container.name] == "left stopped (crash loop)"
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state[container.name]["stopped_for_crash_loop"] is True

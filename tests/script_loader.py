@@ -1,0 +1,18 @@
+"""Import the scripts that cron runs on nodes, which have no .py suffix, for their tests."""
+
+import importlib.util
+import sys
+from importlib.machinery import SourceFileLoader
+from pathlib import Path
+
+NODE_CHECKS = Path(__file__).resolve().parents[1] / "roles" / "node_checks" / "files"
+
+
+def load_script(name: str):
+    """The module for roles/node_checks/files/<name>."""
+    module_name = name.replace("-", "_")
+    loader = SourceFileLoader(module_name, str(NODE_CHECKS / name))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(module_name, loader))
+    sys.modules[module_name] = module  # dataclasses look their module up there
+    loader.exec_module(module)
+    return module
