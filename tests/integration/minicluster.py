@@ -21,6 +21,7 @@ import docker
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "standin"))
 sys.path.insert(0, str(REPO / "tests"))
+from polling import wait_for  # noqa: E402  (re-exported to the tests)
 
 RUN_ID = uuid.uuid4().hex[:8]
 LABEL = {"org.terafleet.test": f"integration-{RUN_ID}"}
@@ -61,20 +62,6 @@ class Pair:
 def published_port(container, port: str) -> int:
     container.reload()
     return int(container.attrs["NetworkSettings"]["Ports"][port][0]["HostPort"])
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as error:  # noqa: BLE001 - remembered for the message below
-            last = error
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not ready after {timeout} s (last error: {last})")
 
 
 @contextlib.contextmanager

@@ -99,12 +99,18 @@ def test_server_killed_mid_task_is_restarted_and_the_task_retries(send, pairs):
     assert value["provenance"]["retries"] >= 1
 
 
-def test_worker_killed_mid_task_the_other_worker_delivers(send, pairs):
+def long_task_started(send, pairs):
+    """Send a 4-second calculation to the shared queue; return it, and the pair whose worker took it."""
     for pair in (pairs["standin-a"], pairs["standin-b"]):
         pair.control(job_seconds=4)
     result = send(water())
-    victim = started_on(result)
-    victim_pair = next(p for p in pairs.values() if p.worker_name == victim)
+    worker = started_on(result)
+    return result, next(p for p in pairs.values() if p.worker_name == worker)
+
+
+def test_worker_killed_mid_task_the_other_worker_delivers(send, pairs):
+    result, victim_pair = long_task_started(send, pairs)
+    victim = victim_pair.worker_name
     host_kill(victim_pair.worker, signal.SIGKILL)
     value = result.get(timeout=120)
     assert value["provenance"]["worker"] != victim
@@ -112,11 +118,8 @@ def test_worker_killed_mid_task_the_other_worker_delivers(send, pairs):
 
 
 def test_worker_sigterm_finishes_its_task_then_exits(send, pairs):
-    for pair in (pairs["standin-a"], pairs["standin-b"]):
-        pair.control(job_seconds=4)
-    result = send(water())
-    worker = started_on(result)
-    pair = next(p for p in pairs.values() if p.worker_name == worker)
+    result, pair = long_task_started(send, pairs)
+    worker = pair.worker_name
     pair.worker.stop(timeout=60)  # SIGTERM, then SIGKILL only after 60 s
     pair.worker.reload()
     assert pair.worker.attrs["State"]["ExitCode"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,8 @@ import testinfra
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "tests"))
+from polling import wait_for  # noqa: E402  (re-exported to the tests)
 SCENARIO = REPO / "molecule" / "cluster"
 VAULT_PASSWORD = REPO / "molecule" / "shared" / "files" / "vault-password"
 GPU_NODES = ("tf-cl-gpu1", "tf-cl-gpu2")
@@ -25,20 +27,6 @@ def node(name: str):
 
 def inspect(host, container: str) -> dict:
     return json.loads(host.check_output(f"docker inspect {container}"))[0]
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as error:  # noqa: BLE001 - kept for the message
-            last = error
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not ready after {timeout} s (last error: {last})")
 
 
 @pytest.fixture(scope="session")

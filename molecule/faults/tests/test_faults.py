@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import time
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from polling import wait_for  # noqa: E402
 
 testinfra_hosts = ["ansible://tf-fa-gpu1"]
 SCRATCH = "/lstor/terafleet/scratch/tf-fa-gpu1-gpu0"
@@ -22,16 +27,6 @@ def cron_command(host, cron_file: str) -> str:
 
 def inspect(host, name: str) -> dict:
     return json.loads(host.check_output(f"docker inspect {name}"))[0]
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached after {timeout} s")
 
 
 def control(host, server: str, **switches) -> None:
