@@ -47,12 +47,13 @@ molecule: venv images
 collection: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path build/
 
-## demo: the one-command demo cluster (lands with the demo issue).
+## demo: a local cluster (head + 2 GPU nodes with stand-in GPUs), real calculations, the status table.
 demo:
-	@echo "terafleet demo: not yet available; the demo cluster lands with the demo issue. Run 'make test' meanwhile."
+	@bin/demo up
 
+## demo-down: remove every container, network and volume of the demo.
 demo-down:
-	@echo "terafleet demo: not yet available; nothing to tear down."
+	@bin/demo down
 
 clean:
 	rm -rf $(VENV) build .cache

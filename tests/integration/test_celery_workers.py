@@ -152,6 +152,39 @@ def test_calculation_error_on_the_server_comes_back_with_its_message(send, pairs
     assert math.isclose(value["energy"], CRAWFORD_STO3G_ENERGY, abs_tol=1e-6)
 
 
+def control(pair, *argv: str) -> dict:
+    result = pair.worker.exec_run(["terafleet-worker-control", *argv])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output.decode().strip().splitlines()[-1])
+
+
+def test_drained_worker_finishes_its_calculation_takes_no_more_then_resumes(send, pairs):
+    drained, other = pairs["standin-a"], pairs["standin-b"]
+    assert control(drained, "resume", "only-a")["queues"] == ["only-a", "terachem"]
+    drained.control(job_seconds=3)
+    running = send(water(1.01), queue="only-a")
+    wait_for(lambda: control(drained, "state")["active"] == 1, 60, "the calculation on the drained worker",
+             interval=0.2)
+    state = control(drained, "drain", "terachem", "only-a")
+    assert state == {"worker": drained.worker_name, "queues": [], "active": 1, "reserved": 0}
+    results = [send(water(1.0 + i / 100)) for i in range(6)]
+    assert {r.get(timeout=120)["provenance"]["server"] for r in results} == {other.server}
+    assert running.get(timeout=120)["provenance"]["server"] == drained.server
+    assert control(drained, "state") == {"worker": drained.worker_name, "queues": [], "active": 0, "reserved": 0}
+    assert control(drained, "resume", "terachem")["queues"] == ["terachem"]
+    drained.control()
+    control(other, "drain", "terachem")
+    try:
+        assert send(water(0.99)).get(timeout=120)["provenance"]["server"] == drained.server
+    finally:
+        control(other, "resume", "terachem")
+
+
+def test_worker_control_refuses_a_command_without_queues(pairs):
+    result = pairs["standin-a"].worker.exec_run(["terafleet-worker-control", "drain"])
+    assert result.exit_code == 2 and b"drain needs at least one queue" in result.output
+
+
 def test_worker_health_check_does_a_status_round_trip(cluster, pairs):
     pair = pairs["standin-b"]
     healthy = pair.worker.exec_run(["terafleet-healthcheck"])

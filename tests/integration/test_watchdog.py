@@ -58,6 +58,17 @@ def test_unhealthy_container_is_restarted(containers, tmp_path):
     assert container.attrs["State"]["StartedAt"] != started
 
 
+def test_watching_restarts_a_container_that_exits_while_it_watches(containers, tmp_path, capsys):
+    container = containers("late", ["sh", "-c", "sleep 2; exit 3"])
+    watchdog_module.main(["--state-file", str(tmp_path / "state.json"), "--selector", f"org.terafleet.test=watchdog-{RUN}",
+                          "--watch", "6", "--every", "1", "--json"])
+    passes = [json.loads(line)[container.name] for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(passes) >= 5 and passes[0] == "ok"
+    assert "restarted (exited)" in passes
+    container.reload()
+    assert container.status == "running"
+
+
 def test_healthy_container_is_left_alone(containers, tmp_path):
     container = containers("fine", ["sleep", "infinity"])
     assert run_watchdog(tmp_path)[container.name] == "ok"

@@ -45,3 +45,12 @@ def test_sample_inventory_shows_every_option(role, repo_root):
     options = _load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
     missing = [name for name in options if not re.search(rf"^#? ?{re.escape(name)}:", sample, re.MULTILINE)]
     assert not missing, f"inventories/sample lacks {missing}"
+
+
+def test_inventory_reference_is_generated_from_the_current_specs(repo_root):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(repo_root / "bin" / "inventory-reference"), "--check"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr

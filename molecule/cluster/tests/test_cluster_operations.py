@@ -4,27 +4,18 @@ the license kept out of output, and bad inputs refused before any container chan
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
 import sys
 
 import pytest
 
-from conftest import GPU_NODES, REPO, SETS, VAULT_PASSWORD, inspect, node, wait_for
+from conftest import GPU_NODES, REPO, SETS, inspect, node, playbook, wait_for, water
 
 sys.path.insert(0, str(REPO / "standin"))
 from terachem_standin.backends import Job, fake  # noqa: E402
 
 testinfra_hosts = ["ansible://tf-cl-head"]
-WATER_BOHR = [0.0, -0.143225816552, 0.0, 1.638036840407, 1.136548822547, 0.0,
-              -1.638036840407, 1.136548822547, 0.0]
 SERVERS = {(n, f"terachem-{s}:11111") for n in GPU_NODES for s in SETS}
-
-
-def water(scale: float = 1.0) -> dict:
-    return {"structure": {"symbols": ["O", "H", "H"], "geometry": [x * scale for x in WATER_BOHR], "units": "bohr"},
-            "method": "hf", "basis": "sto-3g"}
 
 
 def expected_energy(doc: dict) -> float:
@@ -34,13 +25,6 @@ def expected_energy(doc: dict) -> float:
 def control(gpu_node: str, gpu_set: str, **switches) -> None:
     path = f"/lstor/terafleet/scratch/{gpu_node}-{gpu_set}/standin-control.json"
     node(gpu_node).check_output(f"printf '%s' '{json.dumps(switches)}' > {path}")
-
-
-def playbook(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD))
-    return subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "site.yml", *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
 def containers_state() -> dict:
@@ -105,7 +89,7 @@ def test_all_servers_of_a_node_restarted_in_the_same_second_start_cleanly():
 
 def test_license_never_appears_in_ansible_output():
     secret = node(GPU_NODES[0]).file("/etc/terafleet/terachem/license.key").content_string.strip()
-    result = playbook("-vvv", "--limit", GPU_NODES[0], "--tags", "terafleet_license", "--diff")
+    result = playbook("site.yml", "-vvv", "--limit", GPU_NODES[0], "--tags", "terafleet_license", "--diff")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Copy the license" in result.stdout
     assert secret not in result.stdout + result.stderr
@@ -124,7 +108,7 @@ def test_license_never_appears_in_ansible_output():
 ], ids=["license-missing", "broker-password-unset", "archive-missing", "port-collision", "no-lstor"])
 def test_bad_input_fails_before_any_container_changes(extra_vars, message):
     before = containers_state()
-    result = playbook("-e", json.dumps(extra_vars))
+    result = playbook("site.yml", "-e", json.dumps(extra_vars))
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert message in output, output[-3000:]
@@ -145,11 +129,7 @@ def test_cpu_only_worker_drives_a_remote_server_through_its_published_port(compu
 
 def test_status_prints_a_table_per_node_and_writes_json(tmp_path):
     report = tmp_path / "status.json"
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD))
-    result = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "status.yml",
-                             "-e", f"status_json_file={report}"], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=600, check=False)
+    result = playbook("status.yml", "-e", f"status_json_file={report}", timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     changed_tasks = [block.split("]")[0] for block in result.stdout.split("TASK [")[1:] if "\nchanged:" in block]
     assert changed_tasks == ["terafleet.cluster.status : Write the JSON report on the controller"], changed_tasks

@@ -39,7 +39,8 @@ def test_cron_entries_present(host):
     assert "*/15 * * * * root /usr/local/sbin/terafleet-disk-check --path /lstor" in disk
     assert "--max-percent 50" in disk and "--prune-age-hours 24" in disk
     watchdog = host.file(WATCHDOG_CRON).content_string
-    assert "*/5 * * * * root /usr/local/sbin/terafleet-watchdog" in watchdog and "--max-restarts 3" in watchdog
+    assert "*/5 * * * * root flock --wait 60 /var/lib/terafleet/watchdog.lock /usr/local/sbin/terafleet-watchdog" \
+        in watchdog and "--max-restarts 3" in watchdog and "--watch" not in watchdog
     assert host.service("cron").is_running
 
 

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Operations figures on a real cluster: rolling update time per node against its drain, crash-to-serving
+and hang-to-serving of a TeraChem server.
+
+Brings up the Molecule `rolling` scenario (head + 2 GPU nodes, systemd containers running their own
+Docker; health checks and watchdog at their defaults), then:
+  - runs rolling_update.yml to new images while calculations of 2 s keep arriving, one of them 20 s
+    long on the first node, and prints each node's update time next to the time its drain waited;
+  - SIGKILLs a TeraChem server and times until it answers STATUS again on its published port
+    (Docker's restart; target <= 10 s);
+  - SIGSTOPs a server and times until a new one answers (health check -> unhealthy -> cron watchdog;
+    target <= 90 s).
+Usage: bench/operations.py [--keep] [--json FILE]   (needs Docker, bin/build-images, the venv)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIO = "rolling"
+HEAD, GPU_NODES = "tf-ro-head", ("tf-ro-gpu1", "tf-ro-gpu2")
+sys.path.insert(0, str(REPO / "tests"))
+CRASH_TARGET_S, HANG_TARGET_S = 10.0, 90.0
+
+
+def sh(*argv: str, **kwargs) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs).stdout
+
+
+def molecule(*steps: str) -> None:
+    for step in steps:
+        started = time.monotonic()
+        subprocess.run([str(REPO / ".venv" / "bin" / "molecule"), step, "-s", SCENARIO], cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL if step == "destroy" else None)
+        print(f"[bench] molecule {step}: {time.monotonic() - started:.0f} s", flush=True)
+
+
+def write_inventory(directory: Path) -> Path:
+    """The scenario's hosts as Ansible reaches them (docker connection), with its group_vars."""
+    hosts = {"all": {"vars": {"ansible_connection": "community.docker.docker"},
+                     "children": {"head": {"hosts": {HEAD: {}}}, "gpu_nodes": {"hosts": {n: {} for n in GPU_NODES}}}}}
+    (directory / "hosts.yml").write_text(json.dumps(hosts))
+    (directory / "group_vars").symlink_to(REPO / "molecule" / SCENARIO / "group_vars")
+    return directory / "hosts.yml"
+
+
+def in_node(gpu_node: str, *argv: str) -> str:
+    return sh("docker", "exec", gpu_node, *argv)
+
+
+def server_pid(gpu_node: str, server: str) -> int:
+    return int(in_node(gpu_node, "docker", "inspect", "--format", "{{.State.Pid}}", server).strip())
+
+
+def answers(host: str, port: int) -> bool:
+    from terafleet_worker import server
+
+    try:
+        server.status(host, port, 1.0)
+        return True
+    except server.ServerUnavailable:
+        return False
+
+
+def time_to_serving(gpu_node: str, server: str, port: int, signal_name: str, limit: float) -> float:
+    address = json.loads(sh("docker", "inspect", gpu_node))[0]["NetworkSettings"]["Networks"][
+        f"terafleet-{SCENARIO}"]["IPAddress"]
+    deadline = time.monotonic() + 120
+    while not answers(address, port):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{server} on {gpu_node} does not answer before the test")
+        time.sleep(1)
+    pid = server_pid(gpu_node, server)
+    started = time.monotonic()
+    in_node(gpu_node, "kill", f"-{signal_name}", str(pid))
+    time.sleep(0.2)
+    while time.monotonic() - started < limit:
+        if answers(address, port):
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise SystemExit(f"{server} on {gpu_node} did not serve again within {limit:.0f} s after SIG{signal_name}")
+
+
+def rolling_update(inventory: Path, app, compute) -> dict[str, tuple[float, float]]:
+    from scenario import water
+
+    stop, submitted = threading.Event(), []
+
+    def produce() -> None:
+        number = 0
+        while not stop.is_set():
+            number += 1
+            submitted.append(compute.apply_async(args=[water(1.0 + number * 1e-4)], queue="terachem"))
+            stop.wait(1.0)
+
+    in_node(GPU_NODES[0], "sh", "-c", "printf '%s' '{\"job_seconds\": 20}' > "
+            f"/lstor/terafleet/scratch/{GPU_NODES[0]}-gpu0/standin-control.json")
+    long = compute.apply_async(args=[water(0.95)], queue=f"terachem.{GPU_NODES[0]}.gpu0")
+    deadline = time.monotonic() + 60
+    while long.state != "STARTED" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), MOLECULE_PROJECT_DIRECTORY=str(REPO),
+               ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "molecule" / "shared" / "files" / "vault-password"))
+    started = time.monotonic()
+    result = subprocess.run(["ansible-playbook", "-i", str(inventory), "rolling_update.yml",
+                             "-e", "terachem_image=registry:5000/terafleet/standin:v2",
+                             "-e", "celery_worker_image=registry:5000/terafleet/worker:v2"],
+                            cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - started
+    stop.set()
+    producer.join()
+    in_node(GPU_NODES[0], "rm", "-f", f"/lstor/terafleet/scratch/{GPU_NODES[0]}-gpu0/standin-control.json")
+    if result.returncode != 0:
+        raise SystemExit(f"rolling update failed:\n{result.stdout[-4000:]}")
+    failed = sum(1 for r in [long, *submitted] if r.get(timeout=300) is None)
+    print(f"[bench] rolling update: {wall:.1f} s for {len(GPU_NODES)} nodes; {len(submitted) + 1} calculations "
+          f"submitted during it, {failed} lost", flush=True)
+    return {m[0]: (float(m[1]), float(m[2]))
+            for m in re.findall(r"(\S+) updated in ([0-9.]+) s, of which ([0-9.]+) s waiting", result.stdout)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="leave the scenario's containers up")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    os.environ["MOLECULE_PROJECT_DIRECTORY"] = str(REPO)
+    figures: dict = {}
+    molecule("destroy", "create", "prepare", "converge")
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            inventory = write_inventory(Path(workdir))
+            import scenario
+
+            app = scenario.celery_app(SCENARIO, HEAD)
+            from terafleet_worker.tasks import compute
+
+            per_node = rolling_update(inventory, app, compute)
+        crash = [time_to_serving(GPU_NODES[1], "terachem-gpu0", 11111, "KILL", 60) for _ in range(3)]
+        hang = [time_to_serving(GPU_NODES[1], "terachem-gpu1", 11112, "STOP", 240)]
+    finally:
+        if not args.keep:
+            molecule("destroy")
+    print("\nRolling update (new images, 2 s calculations arriving every second, one 20 s on the first node)")
+    print(f"{'node':<14}{'update s':>10}{'drain wait s':>14}{'rest s':>9}")
+    for name, (total, drain) in per_node.items():
+        print(f"{name:<14}{total:>10.1f}{drain:>14.1f}{total - drain:>9.1f}")
+    print(f"\ncrash-to-serving (SIGKILL, Docker restart): {', '.join(f'{t:.1f}' for t in crash)} s; "
+          f"max {max(crash):.1f} s (target <= {CRASH_TARGET_S:.0f} s)")
+    print(f"hang-to-serving (SIGSTOP, health check + watchdog): {hang[0]:.1f} s (target <= {HANG_TARGET_S:.0f} s)")
+    figures = {"rolling_update": {k: {"update_s": v[0], "drain_wait_s": v[1]} for k, v in per_node.items()},
+               "crash_to_serving_s": crash, "crash_to_serving_median_s": statistics.median(crash),
+               "hang_to_serving_s": hang[0]}
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0 if max(crash) <= CRASH_TARGET_S and hang[0] <= HANG_TARGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

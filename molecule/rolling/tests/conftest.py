@@ -1,0 +1,73 @@
+"""Handles on the rolling scenario: its nodes, its broker, and a producer of calculations."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "standin"))
+import scenario  # noqa: E402
+
+GPU_NODES = ("tf-ro-gpu1", "tf-ro-gpu2")
+SETS = ("gpu0", "gpu1")
+
+
+@pytest.fixture(scope="session")
+def celery_app():
+    return scenario.celery_app("rolling", "tf-ro-head")
+
+
+@pytest.fixture(scope="session")
+def compute(celery_app):
+    from terafleet_worker.tasks import compute as task
+
+    return task
+
+
+@dataclass
+class Producer:
+    """Submits a calculation every `period` seconds to the shared queue, each with its own geometry."""
+
+    compute: object
+    period: float
+    first_scale: float
+    submitted: list = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        number = 0
+        while not self.stop.is_set():
+            number += 1
+            doc = scenario.water(self.first_scale + number * 1e-4)
+            self.submitted.append((doc, self.compute.apply_async(args=[doc], queue="terachem")))
+            self.stop.wait(self.period)
+
+
+@dataclass
+class ServingMonitor:
+    """Samples, about every second, which nodes have a worker consuming the shared queue."""
+
+    app: object
+    samples: list = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            replies = self.app.control.inspect(timeout=2.0).active_queues() or {}
+            serving = {name.split("@", 1)[1].rsplit("-", 1)[0] for name, queues in replies.items()
+                       if any(q["name"] == "terachem" for q in queues)}
+            self.samples.append((time.monotonic(), len(replies), serving))
+            self.stop.wait(1.0)
+
+
+def in_background(target) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread

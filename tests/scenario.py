@@ -1,0 +1,72 @@
+"""Handles on a converged Molecule scenario for its verifiers: nodes, secrets, the broker, playbook runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import testinfra
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VAULT_PASSWORD = REPO / "molecule" / "shared" / "files" / "vault-password"
+WATER_BOHR = [0.0, -0.143225816552, 0.0, 1.638036840407, 1.136548822547, 0.0,
+              -1.638036840407, 1.136548822547, 0.0]
+
+
+def node(name: str):
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+def inspect(host, container: str) -> dict:
+    return json.loads(host.check_output(f"docker inspect {container}"))[0]
+
+
+def secrets(scenario: str) -> dict:
+    plain = subprocess.run(["ansible-vault", "view", "--vault-password-file", str(VAULT_PASSWORD),
+                            str(REPO / "molecule" / scenario / "group_vars" / "all" / "vault.yml")],
+                           capture_output=True, text=True, check=True).stdout
+    return yaml.safe_load(plain)
+
+
+def address(container: str, scenario: str) -> str:
+    """A node container's address on the scenario's network, which this machine routes to."""
+    info = json.loads(subprocess.run(["docker", "inspect", container], capture_output=True, text=True,
+                                     check=True).stdout)[0]
+    return info["NetworkSettings"]["Networks"][f"terafleet-{scenario}"]["IPAddress"]
+
+
+def celery_app(scenario: str, head: str):
+    """terafleet's Celery app pointed at the scenario's broker and result backend on its head node."""
+    keys, host = secrets(scenario), address(head, scenario)
+    os.environ["TERAFLEET_BROKER_URL"] = f"amqp://terafleet:{keys['broker_rabbitmq_password']}@{host}:5672/terafleet"
+    os.environ["TERAFLEET_RESULT_BACKEND"] = f"redis://:{keys['broker_redis_password']}@{host}:6379/0"
+    from terafleet_worker.app import app
+
+    return app
+
+
+def water(scale: float = 1.0) -> dict:
+    """Water at the Crawford geometry in Bohr, every coordinate scaled."""
+    return {"structure": {"symbols": ["O", "H", "H"], "geometry": [x * scale for x in WATER_BOHR], "units": "bohr"},
+            "method": "hf", "basis": "sto-3g"}
+
+
+def _playbook_argv(name: str, args: tuple[str, ...]) -> tuple[list[str], dict]:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD))
+    return ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], name, *args], env
+
+
+def playbook(name: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run one of the root playbooks against the scenario's inventory."""
+    argv, env = _playbook_argv(name, args)
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def start_playbook(name: str, *args: str) -> subprocess.Popen:
+    """Start one of the root playbooks in the background; its output (stdout and stderr) in .stdout."""
+    argv, env = _playbook_argv(name, args)
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -1,0 +1,71 @@
+"""Drain and resume this worker from inside its container, for rolling updates.
+
+`drain QUEUE...` stops the worker taking calculations from those queues (Celery's cancel_consumer); the
+calculation it runs finishes. `resume QUEUE...` takes them up again (add_consumer). `state` prints, as
+JSON, the queues the worker consumes and its active and reserved calculations. Every command addresses
+only this worker, by its own name, and fails if the worker does not answer through the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .app import SETTINGS, app
+
+REPLY_TIMEOUT = 5.0
+
+
+class NoReply(RuntimeError):
+    """The worker did not answer through the broker."""
+
+
+def _reply(replies: list[dict] | dict | None) -> dict:
+    """The one answer of this worker, from a broadcast's list of {name: answer} or inspect's {name: answer}."""
+    if isinstance(replies, list):
+        replies = {name: answer for reply in replies for name, answer in reply.items()}
+    if not replies or SETTINGS.worker_name not in replies:
+        raise NoReply(f"worker {SETTINGS.worker_name} did not answer through the broker")
+    return replies[SETTINGS.worker_name]
+
+
+def set_consuming(queues: list[str], consume: bool) -> list[str]:
+    messages = []
+    for queue in queues:
+        if consume:
+            replies = app.control.add_consumer(queue, destination=[SETTINGS.worker_name], reply=True,
+                                               timeout=REPLY_TIMEOUT)
+        else:
+            replies = app.control.cancel_consumer(queue, destination=[SETTINGS.worker_name], reply=True,
+                                                  timeout=REPLY_TIMEOUT)
+        answer = _reply(replies)
+        messages.append(answer.get("ok") or answer.get("error") or str(answer))
+    return messages
+
+
+def state() -> dict:
+    inspector = app.control.inspect([SETTINGS.worker_name], timeout=REPLY_TIMEOUT)
+    queues = [q["name"] for q in _reply(inspector.active_queues())]
+    return {"worker": SETTINGS.worker_name, "queues": sorted(queues),
+            "active": len(_reply(inspector.active())), "reserved": len(_reply(inspector.reserved()))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="terafleet-worker-control", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["drain", "resume", "state"])
+    parser.add_argument("queues", nargs="*", help="queues to stop or resume consuming (drain, resume)")
+    args = parser.parse_args(argv)
+    if args.command != "state" and not args.queues:
+        parser.error(f"{args.command} needs at least one queue")
+    try:
+        if args.command != "state":
+            set_consuming(args.queues, args.command == "resume")
+        print(json.dumps(state()))
+    except NoReply as error:
+        print(f"terafleet-worker-control: {error}", file=sys.stderr)
+        sys.exit(69)
+
+
+if __name__ == "__main__":
+    main()
