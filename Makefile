@@ -37,9 +37,9 @@ unit: venv
 integration: venv images
 	$(BIN)/pytest -v tests/integration
 
-## bench: benchmark figures (printed).
+## bench: every benchmark figure in one table, also written to bench/results.md.
 bench: venv images
-	$(BIN)/python bench/worker_overhead.py
+	$(BIN)/python bench/deployment.py
 
 molecule: venv images
 	@for s in $(SCENARIOS); do bin/stage "molecule $$s" $(BIN)/molecule test -s $$s; done

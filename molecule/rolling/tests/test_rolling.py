@@ -92,6 +92,21 @@ def test_rolling_update_under_load_loses_nothing_and_keeps_a_node_serving(celery
             assert "terachem" in worker_state(gpu_node, gpu_set)["queues"], f"{gpu_node} {gpu_set} left drained"
 
 
+def test_status_reports_a_drained_worker(tmp_path):
+    gpu_node, gpu_set = GPU_NODES[0], SETS[0]
+    node(gpu_node).check_output(f"docker exec worker-{gpu_set} terafleet-worker-control drain terachem")
+    try:
+        report = tmp_path / "status.json"
+        result = playbook("status.yml", "-e", f"status_json_file={report}", timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:]
+    finally:
+        node(gpu_node).check_output(f"docker exec worker-{gpu_set} terafleet-worker-control resume terachem")
+    states = {(entry["node"], row["gpu_set"]): row["worker_state"]
+              for entry in json.loads(report.read_text()) for row in entry.get("servers", [])}
+    assert states.pop((gpu_node, gpu_set)) == "drained"
+    assert set(states.values()) <= {"idle", "busy"}, states
+
+
 def test_limit_updates_only_the_named_node(compute):
     first, second = GPU_NODES
     before = {name: containers(name) for name in GPU_NODES}

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Figures for the whole deployment, printed as one table and written to bench/results.md.
+
+  converge   site.yml on a fresh head + 2 GPU nodes (2 stand-in GPUs each, the demo's settings), next to
+             the floor: bench/floor.sh doing the same on fresh nodes with apt and docker run (ratio; target
+             <= 1.5); then the no-op re-run (changed count must be 0; time target <= 15 % of the converge).
+  GPU sets   site.yml on one GPU node with 16 stand-in GPUs, serving 4, 8 and 16 single-GPU sets, each run
+             after teardown.yml: seconds per added GPU set (target <= 1 s).
+  hosts      the cheap tasks (facts, the node_checks scripts and cron entries) on 2 to 10 fresh hosts:
+             seconds per added host.
+  other      bench/worker_overhead.py and bench/operations.py, unless --skip-others.
+Usage: bench/deployment.py [--only converge,gpu_sets,hosts,others]   (needs Docker, the images, the venv)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = REPO / ".venv" / "bin"
+RESULTS = REPO / "bench" / "results.md"
+PUSH = ["terafleet/standin:latest", "terafleet/worker:latest", "terafleet/frontend:latest",
+        "terafleet/broker:latest", "terafleet/backend:latest"]
+ROWS: list[tuple[str, str, str]] = []
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def row(name: str, value: str, target: str = "") -> None:
+    ROWS.append((name, value, target))
+    log(f"{name}: {value} {target}")
+
+
+def run(argv: list[str], **kwargs) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.monotonic()
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+    return elapsed, result
+
+
+def ansible_env() -> dict:
+    import os
+
+    return dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+                ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), MOLECULE_PROJECT_DIRECTORY=str(REPO),
+                ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.profile_tasks", PATH=f"{BIN}:{os.environ['PATH']}")
+
+
+@contextlib.contextmanager
+def cluster(name: str, platforms: list[dict], services: bool = True):
+    """Node containers (systemd, own Docker) made by the Molecule create playbook, removed afterwards."""
+    with tempfile.TemporaryDirectory() as workdir:
+        work = Path(workdir)
+        containers = [{"name": f"tf-{name}-aptrepo", "image": "terafleet/aptrepo:latest", "aliases": ["aptrepo"]},
+                      {"name": f"tf-{name}-registry", "image": "terafleet/registry:latest", "aliases": ["registry"],
+                       "registry_port": 5000, "push": PUSH}] if services else []
+        (work / "services.yml").write_text(json.dumps({"containers": containers}))
+        spec = {"molecule_yml": {"scenario": {"name": f"bench-{name}"}, "platforms": platforms},
+                "molecule_scenario_directory": str(work), "molecule_instance_config": str(work / "instances.yml")}
+        (work / "spec.json").write_text(json.dumps(spec))
+        playbook = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", f"@{work / 'spec.json'}"]
+        run([*playbook, str(REPO / "molecule/shared/destroy.yml")], env=ansible_env())
+        try:
+            elapsed, _ = run([*playbook, str(REPO / "molecule/shared/create.yml")], env=ansible_env())
+            log(f"created {len(platforms)} node containers for '{name}' in {elapsed:.0f} s")
+            yield work
+        finally:
+            run([*playbook, str(REPO / "molecule/shared/destroy.yml")], env=ansible_env())
+
+
+def inventory(work: Path, groups: dict[str, list[str]], group_vars: Path | None) -> Path:
+    hosts = {"all": {"vars": {"ansible_connection": "community.docker.docker"},
+                     "children": {group: {"hosts": {h: {} for h in members}} for group, members in groups.items()}}}
+    directory = work / "inventory"
+    directory.mkdir(exist_ok=True)
+    (directory / "hosts.yml").write_text(json.dumps(hosts))
+    if group_vars and not (directory / "group_vars").exists():
+        (directory / "group_vars").symlink_to(group_vars)
+    return directory / "hosts.yml"
+
+
+KEYS = {"broker_rabbitmq_password": secrets.token_urlsafe(18), "broker_redis_password": secrets.token_urlsafe(18)}
+
+
+def passwords(work: Path) -> Path:
+    path = work / "secrets.json"
+    path.write_text(json.dumps(KEYS))
+    return path
+
+
+def playbook(hosts: Path, name: str, *args: str) -> tuple[float, int]:
+    """Run a playbook; return its wall time and the total of `changed` over the recap."""
+    elapsed, result = run([str(BIN / "ansible-playbook"), "-i", str(hosts), str(REPO / name), *args],
+                          cwd=REPO, env=ansible_env())
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout.split("PLAY RECAP")[-1]))
+    return elapsed, changed
+
+
+def floor(nodes: dict[str, str], work: Path, head: str) -> float:
+    """bench/floor.sh on every node at once; the floor is when the last one is done."""
+    keys = KEYS
+    address = json.loads(subprocess.run(["docker", "inspect", head], capture_output=True, text=True, check=True)
+                         .stdout)[0]["NetworkSettings"]["Networks"]
+    head_ip = next(iter(address.values()))["IPAddress"]
+    license_text = (REPO / "playbooks/demo/terachem-license.key").read_text().strip()
+    started = time.monotonic()
+    running = []
+    for node, role in nodes.items():
+        env = ["-e", f"FLOOR_RABBITMQ_PASSWORD={keys['broker_rabbitmq_password']}",
+               "-e", f"FLOOR_REDIS_PASSWORD={keys['broker_redis_password']}", "-e", f"FLOOR_HEAD={head_ip}",
+               "-e", "FLOOR_GPUS=2", "-e", f"FLOOR_LICENSE={license_text}"]
+        script = open(REPO / "bench" / "floor.sh", "rb")
+        running.append((node, subprocess.Popen(["docker", "exec", "-i", *env, node, "bash", "-s", role], stdin=script,
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
+    for node, process in running:
+        output, _ = process.communicate(timeout=1200)
+        if process.returncode != 0:
+            raise SystemExit(f"floor.sh failed on {node}:\n{output.decode()[-3000:]}")
+    return time.monotonic() - started
+
+
+def bench_converge() -> None:
+    platforms = [{"name": "tf-bd-head"}] + [
+        {"name": f"tf-bd-gpu{i}", "env": {"FAKE_NVIDIA_GPUS": "2"},
+         "mounts": [{"type": "tmpfs", "target": "/lstor", "tmpfs_size": "2G"}]} for i in (1, 2)]
+    with cluster("bd", platforms) as work:
+        hosts = inventory(work, {"head": ["tf-bd-head"], "gpu_nodes": ["tf-bd-gpu1", "tf-bd-gpu2"]},
+                          REPO / "inventories" / "demo" / "group_vars")
+        secrets_file = passwords(work)
+        converge, changed = playbook(hosts, "site.yml", "-e", f"@{secrets_file}")
+        noop, noop_changed = playbook(hosts, "site.yml", "-e", f"@{secrets_file}")
+    with cluster("bd", platforms) as work:
+        floor_s = floor({"tf-bd-head": "head", "tf-bd-gpu1": "gpu", "tf-bd-gpu2": "gpu"}, work, "tf-bd-head")
+    row("fresh converge, head + 2 GPU nodes (4 servers, 4 workers)", f"{converge:.1f} s ({changed} changed)")
+    row("floor: bench/floor.sh, same end state with apt + docker run", f"{floor_s:.1f} s")
+    row("converge / floor", f"{converge / floor_s:.2f}", "target <= 1.5")
+    row("no-op re-run", f"{noop:.1f} s = {100 * noop / converge:.0f} % of the converge, changed={noop_changed}",
+        "target <= 15 %, changed=0")
+
+
+def bench_gpu_sets() -> None:
+    platforms = [{"name": "tf-bg-head"},
+                 {"name": "tf-bg-gpu", "env": {"FAKE_NVIDIA_GPUS": "16"},
+                  "mounts": [{"type": "tmpfs", "target": "/lstor", "tmpfs_size": "4G"}]}]
+    with cluster("bg", platforms) as work:
+        hosts = inventory(work, {"head": ["tf-bg-head"], "gpu_nodes": ["tf-bg-gpu"]},
+                          REPO / "inventories" / "demo" / "group_vars")
+        secrets_file = passwords(work)
+        times = {}
+        for count in (4, 4, 8, 16):  # the first 4 also installs the node layer
+            sets = json.dumps({"preflight_gpu_sets": [[str(i)] for i in range(count)]})
+            if times:
+                playbook(hosts, "teardown.yml", "-e", f"@{secrets_file}", "-e", "teardown_purge=true", "--limit", "tf-bg-gpu")
+            times[count] = playbook(hosts, "site.yml", "-e", f"@{secrets_file}", "-e", sets)[0]
+            log(f"site.yml with {count} GPU sets: {times[count]:.1f} s")
+    per_set = (times[16] - times[4]) / 12
+    row("site.yml on a node with 4 / 8 / 16 GPU sets (after teardown)",
+        f"{times[4]:.1f} / {times[8]:.1f} / {times[16]:.1f} s")
+    row("cost per added GPU set", f"{per_set:.2f} s", "target <= 1 s")
+
+
+def bench_hosts() -> None:
+    platforms = [{"name": f"tf-bh-{i:02d}"} for i in range(1, 11)]
+    cheap = REPO / "bench" / "cheap_tasks.yml"
+    with cluster("bh", platforms, services=False) as work:
+        hosts = inventory(work, {"cpu_nodes": [p["name"] for p in platforms]}, None)
+        times = {}
+        for count in (2, 4, 6, 8, 10):
+            for platform in platforms:
+                subprocess.run(["docker", "exec", platform["name"], "sh", "-c",
+                                "rm -rf /usr/local/sbin/terafleet-* /etc/cron.d/terafleet-* /var/lib/terafleet"], check=True)
+            limit = ",".join(p["name"] for p in platforms[:count])
+            times[count] = playbook(hosts, str(cheap), "--limit", limit)[0]
+            log(f"cheap tasks on {count} fresh hosts: {times[count]:.1f} s")
+    per_host = (times[10] - times[2]) / 8
+    row("cheap tasks on 2 / 4 / 6 / 8 / 10 fresh hosts", " / ".join(f"{times[c]:.1f}" for c in sorted(times)) + " s")
+    row("cost per added host", f"{per_host:.2f} s")
+
+
+def bench_others() -> None:
+    _, result = run([str(BIN / "python"), str(REPO / "bench" / "worker_overhead.py")], cwd=REPO)
+    added = re.search(r"([0-9.]+) ms added per task", result.stdout)
+    row("Celery overhead per task (bench/worker_overhead.py)", f"{added[1]} ms" if added else result.stdout[-300:],
+        "target <= 50 ms")
+    with tempfile.TemporaryDirectory() as workdir:
+        figures_file = Path(workdir) / "operations.json"
+        run([str(BIN / "python"), str(REPO / "bench" / "operations.py"), "--json", str(figures_file)], cwd=REPO)
+        figures = json.loads(figures_file.read_text())
+    for node, values in figures["rolling_update"].items():
+        row(f"rolling update of {node}", f"{values['update_s']:.1f} s, of which drain {values['drain_wait_s']:.1f} s")
+    row("crash-to-serving (SIGKILL)", " / ".join(f"{t:.1f}" for t in figures["crash_to_serving_s"]) + " s",
+        "target <= 10 s")
+    row("hang-to-serving (SIGSTOP)", f"{figures['hang_to_serving_s']:.1f} s", "target <= 90 s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="converge,gpu_sets,hosts,others")
+    args = parser.parse_args()
+    benches = {"converge": bench_converge, "gpu_sets": bench_gpu_sets, "hosts": bench_hosts, "others": bench_others}
+    for name in args.only.split(","):
+        benches[name]()
+    width = max(len(r[0]) for r in ROWS)
+    lines = ["| figure | value | target |", "| --- | --- | --- |"] + [f"| {n} | {v} | {t} |" for n, v, t in ROWS]
+    print("\n" + "\n".join(f"{n:<{width}}  {v}  {t}" for n, v, t in ROWS))
+    RESULTS.write_text(f"# Benchmark figures ({time.strftime('%Y-%m-%d %H:%M')}, {args.only})\n\n" + "\n".join(lines) + "\n")
+    log(f"written to {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

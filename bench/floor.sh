@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The floor bench/deployment.py compares site.yml with: the same end state on a fresh node, done directly
+# with apt and docker run, no Ansible. Same packages (docker.io, the NVIDIA toolkit from the apt
+# repository), same daemon.json, same images from the same registry, same containers with the same
+# mounts, environment, GPUs, ports and health checks; it ends when every TeraChem server is healthy.
+# Runs inside a node: docker exec -i -e FLOOR_... NODE bash -s head|gpu < bench/floor.sh
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+role=$1
+registry=registry:5000/terafleet
+ip=$(hostname -I | awk '{print $1}')
+
+apt-get update -q >/dev/null
+apt-get install -y -q docker.io gnupg >/dev/null
+mkdir -p /etc/docker
+printf '{"insecure-registries": ["registry:5000"], "live-restore": true}\n' >/etc/docker/daemon.json
+if [[ $role == gpu ]]; then
+  python3 -c 'import urllib.request,sys; sys.stdout.buffer.write(urllib.request.urlopen("http://aptrepo/gpgkey").read())' \
+    | gpg --batch --yes --dearmor --output /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+  echo "deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] http://aptrepo/stable/deb/\$(ARCH) /" \
+    >/etc/apt/sources.list.d/nvidia-container-toolkit.list
+  apt-get update -q >/dev/null
+  apt-get install -y -q nvidia-container-toolkit >/dev/null
+  nvidia-ctk runtime configure --runtime=docker >/dev/null
+fi
+systemctl restart docker
+
+if [[ $role == head ]]; then
+  docker pull -q $registry/broker:latest >/dev/null
+  docker pull -q $registry/backend:latest >/dev/null
+  install -d -m 0700 /etc/terafleet/broker/rabbitmq /etc/terafleet/broker/redis
+  cat >/etc/terafleet/broker/rabbitmq/10-terafleet.conf <<CONF
+default_user = terafleet
+default_pass = $FLOOR_RABBITMQ_PASSWORD
+default_vhost = terafleet
+default_permissions.configure = .*
+default_permissions.read = .*
+default_permissions.write = .*
+loopback_users = none
+listeners.tcp.default = 5672
+consumer_timeout = 604800000
+CONF
+  printf 'bind 0.0.0.0\nprotected-mode no\nport 6379\ndir /data\nrequirepass %s\nappendonly yes\n' \
+    "$FLOOR_REDIS_PASSWORD" >/etc/terafleet/broker/redis/redis.conf
+  docker run -d -q --name terafleet-rabbitmq --restart unless-stopped -p "$ip:5672:5672" \
+    --mount type=volume,source=terafleet-rabbitmq-data,target=/var/lib/rabbitmq \
+    --mount type=bind,source=/etc/terafleet/broker/rabbitmq/10-terafleet.conf,target=/etc/rabbitmq/conf.d/10-terafleet.conf,readonly \
+    $registry/broker:latest >/dev/null
+  docker run -d -q --name terafleet-redis --restart unless-stopped -p "$ip:6379:6379" \
+    --mount type=volume,source=terafleet-redis-data,target=/data \
+    --mount type=bind,source=/etc/terafleet/broker/redis/redis.conf,target=/usr/local/etc/redis/redis.conf,readonly \
+    $registry/backend:latest redis-server /usr/local/etc/redis/redis.conf >/dev/null
+  for _ in $(seq 120); do docker exec terafleet-rabbitmq rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1 && exit 0; sleep 1; done
+  exit 1
+fi
+
+for image in standin worker frontend; do docker pull -q $registry/$image:latest >/dev/null; done
+node=$(hostname -s)
+install -d -m 0700 /etc/terafleet/terachem
+printf '%s\n' "$FLOOR_LICENSE" >/etc/terafleet/terachem/license.key
+chmod 0400 /etc/terafleet/terachem/license.key
+docker network create terafleet >/dev/null
+health='exec 3<>/dev/tcp/127.0.0.1/11111 && printf "\0\0\0\0\0\0\0\0" >&3 && [ "$(timeout 8 head -c 4 <&3 | od -An -tx1 | tr -d " \n")" = 00000000 ]'
+ports=()
+for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do
+  set_name=gpu$gpu
+  scratch=/lstor/terafleet/scratch/$node-$set_name
+  mkdir -p "$scratch"
+  docker volume create -q --driver local --opt type=none --opt o=bind --opt device="$scratch" terafleet-scratch-$set_name >/dev/null
+  docker run -d -q --name terachem-$set_name --hostname terachem-$set_name --network terafleet --network-alias terachem-$set_name \
+    --gpus "device=$gpu" --restart unless-stopped --stop-timeout 30 -w /scratch -e STANDIN_BACKEND=pyscf \
+    --mount type=volume,source=terafleet-scratch-$set_name,target=/scratch,volume-nocopy \
+    --mount type=bind,source=/etc/terafleet/terachem/license.key,target=/opt/terachem/license.key,readonly \
+    -p "0.0.0.0:$((11111 + gpu)):11111" --health-cmd "bash -c '$health'" --health-interval 10s --health-timeout 5s \
+    --health-retries 3 --health-start-period 60s --label org.terafleet.role=terachem \
+    $registry/standin:latest terachem -s 11111 >/dev/null
+  docker run -d -q --name worker-$set_name --hostname worker-$set_name --network terafleet --restart unless-stopped \
+    --stop-timeout 86400 --label org.terafleet.role=worker \
+    -e TERAFLEET_BROKER_URL="amqp://terafleet:$FLOOR_RABBITMQ_PASSWORD@$FLOOR_HEAD:5672/terafleet" \
+    -e TERAFLEET_RESULT_BACKEND="redis://:$FLOOR_REDIS_PASSWORD@$FLOOR_HEAD:6379/0" \
+    -e TERAFLEET_QUEUES="terachem,terachem.$node.$set_name" -e TERAFLEET_NODE="$node" -e TERAFLEET_GPU_SET=$set_name \
+    -e TCPB_HOST=terachem-$set_name -e TCPB_PORT=11111 -e TERAFLEET_SCRATCH_DIR=/scratch \
+    --mount type=volume,source=terafleet-scratch-$set_name,target=/scratch,readonly \
+    $registry/worker:latest >/dev/null
+  ports+=(-p "0.0.0.0:$((8080 + gpu)):$((8080 + gpu))")
+done
+docker run -d -q --name terafleet-frontend --network terafleet --restart unless-stopped "${ports[@]}" \
+  --mount type=bind,source=/lstor/terafleet/scratch,target=/scratch --label org.terafleet.role=frontend \
+  $registry/frontend:latest >/dev/null
+for _ in $(seq 300); do
+  unhealthy=$(docker ps --filter label=org.terafleet.role=terachem --format '{{.Status}}' | grep -vc '(healthy)' || true)
+  [[ $unhealthy -eq 0 ]] && exit 0
+  sleep 1
+done
+exit 1
