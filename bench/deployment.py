@@ -71,7 +71,8 @@ def cluster(name: str, platforms: list[dict], services: bool = True):
         spec = {"molecule_yml": {"scenario": {"name": f"bench-{name}"}, "platforms": platforms},
                 "molecule_scenario_directory": str(work), "molecule_instance_config": str(work / "instances.yml")}
         (work / "spec.json").write_text(json.dumps(spec))
-        playbook = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", f"@{work / 'spec.json'}"]
+        playbook = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", f"ansible_python_interpreter={BIN / 'python'}",
+                    "-e", f"@{work / 'spec.json'}"]
         run([*playbook, str(REPO / "molecule/shared/destroy.yml")], env=ansible_env())
         try:
             elapsed, _ = run([*playbook, str(REPO / "molecule/shared/create.yml")], env=ansible_env())
