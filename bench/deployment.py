@@ -98,7 +98,7 @@ KEYS = {"broker_rabbitmq_password": secrets.token_urlsafe(18), "broker_redis_pas
 
 def passwords(work: Path) -> Path:
     path = work / "secrets.json"
-    path.write_text(json.dumps(KEYS))
+    path.write_text(json.dumps({**KEYS, "terachem_license_file": str(REPO / "playbooks/demo/terachem-license.key")}))
     return path
 
 
@@ -142,7 +142,9 @@ def bench_converge() -> None:
                           REPO / "inventories" / "demo" / "group_vars")
         secrets_file = passwords(work)
         converge, changed = playbook(hosts, "site.yml", "-e", f"@{secrets_file}")
+        log(f"fresh converge {converge:.1f} s, changed={changed}")
         noop, noop_changed = playbook(hosts, "site.yml", "-e", f"@{secrets_file}")
+        log(f"no-op re-run {noop:.1f} s, changed={noop_changed}")
     with cluster("bd", platforms) as work:
         floor_s = floor({"tf-bd-head": "head", "tf-bd-gpu1": "gpu", "tf-bd-gpu2": "gpu"}, work, "tf-bd-head")
     row("fresh converge, head + 2 GPU nodes (4 servers, 4 workers)", f"{converge:.1f} s ({changed} changed)")

@@ -42,11 +42,11 @@ consumer_timeout = 604800000
 CONF
   printf 'bind 0.0.0.0\nprotected-mode no\nport 6379\ndir /data\nrequirepass %s\nappendonly yes\n' \
     "$FLOOR_REDIS_PASSWORD" >/etc/terafleet/broker/redis/redis.conf
-  docker run -d -q --name terafleet-rabbitmq --restart unless-stopped -p "$ip:5672:5672" \
+  docker run -d --name terafleet-rabbitmq --restart unless-stopped -p "$ip:5672:5672" \
     --mount type=volume,source=terafleet-rabbitmq-data,target=/var/lib/rabbitmq \
     --mount type=bind,source=/etc/terafleet/broker/rabbitmq/10-terafleet.conf,target=/etc/rabbitmq/conf.d/10-terafleet.conf,readonly \
     $registry/broker:latest >/dev/null
-  docker run -d -q --name terafleet-redis --restart unless-stopped -p "$ip:6379:6379" \
+  docker run -d --name terafleet-redis --restart unless-stopped -p "$ip:6379:6379" \
     --mount type=volume,source=terafleet-redis-data,target=/data \
     --mount type=bind,source=/etc/terafleet/broker/redis/redis.conf,target=/usr/local/etc/redis/redis.conf,readonly \
     $registry/backend:latest redis-server /usr/local/etc/redis/redis.conf >/dev/null
@@ -66,15 +66,15 @@ for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do
   set_name=gpu$gpu
   scratch=/lstor/terafleet/scratch/$node-$set_name
   mkdir -p "$scratch"
-  docker volume create -q --driver local --opt type=none --opt o=bind --opt device="$scratch" terafleet-scratch-$set_name >/dev/null
-  docker run -d -q --name terachem-$set_name --hostname terachem-$set_name --network terafleet --network-alias terachem-$set_name \
+  docker volume create --driver local --opt type=none --opt o=bind --opt device="$scratch" terafleet-scratch-$set_name >/dev/null
+  docker run -d --name terachem-$set_name --hostname terachem-$set_name --network terafleet --network-alias terachem-$set_name \
     --gpus "device=$gpu" --restart unless-stopped --stop-timeout 30 -w /scratch -e STANDIN_BACKEND=pyscf \
     --mount type=volume,source=terafleet-scratch-$set_name,target=/scratch,volume-nocopy \
     --mount type=bind,source=/etc/terafleet/terachem/license.key,target=/opt/terachem/license.key,readonly \
     -p "0.0.0.0:$((11111 + gpu)):11111" --health-cmd "bash -c '$health'" --health-interval 10s --health-timeout 5s \
     --health-retries 3 --health-start-period 60s --label org.terafleet.role=terachem \
     $registry/standin:latest terachem -s 11111 >/dev/null
-  docker run -d -q --name worker-$set_name --hostname worker-$set_name --network terafleet --restart unless-stopped \
+  docker run -d --name worker-$set_name --hostname worker-$set_name --network terafleet --restart unless-stopped \
     --stop-timeout 86400 --label org.terafleet.role=worker \
     -e TERAFLEET_BROKER_URL="amqp://terafleet:$FLOOR_RABBITMQ_PASSWORD@$FLOOR_HEAD:5672/terafleet" \
     -e TERAFLEET_RESULT_BACKEND="redis://:$FLOOR_REDIS_PASSWORD@$FLOOR_HEAD:6379/0" \
@@ -84,7 +84,7 @@ for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do
     $registry/worker:latest >/dev/null
   ports+=(-p "0.0.0.0:$((8080 + gpu)):$((8080 + gpu))")
 done
-docker run -d -q --name terafleet-frontend --network terafleet --restart unless-stopped "${ports[@]}" \
+docker run -d --name terafleet-frontend --network terafleet --restart unless-stopped "${ports[@]}" \
   --mount type=bind,source=/lstor/terafleet/scratch,target=/scratch --label org.terafleet.role=frontend \
   $registry/frontend:latest >/dev/null
 for _ in $(seq 300); do
