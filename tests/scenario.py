@@ -12,8 +12,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 VAULT_PASSWORD = REPO / "molecule" / "shared" / "files" / "vault-password"
-WATER_BOHR = [0.0, -0.143225816552, 0.0, 1.638036840407, 1.136548822547, 0.0,
-              -1.638036840407, 1.136548822547, 0.0]
 
 
 def node(name: str):
@@ -48,9 +46,29 @@ def celery_app(scenario: str, head: str):
     return app
 
 
+def broker_fixtures(scenario: str, head: str):
+    """The session fixtures `celery_app` and `compute` (terafleet's compute task) for a scenario's conftest:
+    `celery_app, compute = scenario.broker_fixtures(NAME, HEAD)`."""
+    import pytest
+
+    @pytest.fixture(scope="session", name="celery_app")
+    def app_fixture():
+        return celery_app(scenario, head)
+
+    @pytest.fixture(scope="session", name="compute")
+    def compute_fixture(celery_app):  # noqa: ARG001 - the app points the task at the scenario's broker
+        from terafleet_worker.tasks import compute
+
+        return compute
+
+    return app_fixture, compute_fixture
+
+
 def water(scale: float = 1.0) -> dict:
     """Water at the Crawford geometry in Bohr, every coordinate scaled."""
-    return {"structure": {"symbols": ["O", "H", "H"], "geometry": [x * scale for x in WATER_BOHR], "units": "bohr"},
+    from terafleet_worker.reference import WATER_SYMBOLS, water_flat
+
+    return {"structure": {"symbols": list(WATER_SYMBOLS), "geometry": water_flat(scale), "units": "bohr"},
             "method": "hf", "basis": "sto-3g"}
 
 

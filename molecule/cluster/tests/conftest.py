@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests"))
 from polling import wait_for  # noqa: E402,F401  (re-exported to the tests)
@@ -16,14 +14,4 @@ import scenario  # noqa: E402
 GPU_NODES = ("tf-cl-gpu1", "tf-cl-gpu2")
 SETS = ("gpu0-1", "gpu2-3")
 
-
-@pytest.fixture(scope="session")
-def celery_app():
-    return scenario.celery_app("cluster", "tf-cl-head")
-
-
-@pytest.fixture(scope="session")
-def compute(celery_app):
-    from terafleet_worker.tasks import compute as task
-
-    return task
+celery_app, compute = scenario.broker_fixtures("cluster", "tf-cl-head")

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "standin"))
 import scenario  # noqa: E402
+from terachem_standin.backends import Job, fake  # noqa: E402
 
 GPU_NODES = ("tf-ro-gpu1", "tf-ro-gpu2")
 SETS = ("gpu0", "gpu1")
 
-
-@pytest.fixture(scope="session")
-def celery_app():
-    return scenario.celery_app("rolling", "tf-ro-head")
-
-
-@pytest.fixture(scope="session")
-def compute(celery_app):
-    from terafleet_worker.tasks import compute as task
-
-    return task
+celery_app, compute = scenario.broker_fixtures("rolling", "tf-ro-head")
 
 
 @dataclass
@@ -71,3 +61,12 @@ def in_background(target) -> threading.Thread:
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread
+
+
+def expected_energy(doc: dict) -> float:
+    return fake(Job(["O", "H", "H"], doc["structure"]["geometry"], 0, 1, True, "HF", "sto-3g", False)).energy
+
+
+def control(gpu_node: str, gpu_set: str, **switches) -> None:
+    scenario.node(gpu_node).check_output(f"printf '%s' '{json.dumps(switches)}' > "
+                                         f"/lstor/terafleet/scratch/{gpu_node}-{gpu_set}/standin-control.json")

@@ -10,9 +10,9 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import GPU_NODES, SETS, Producer, ServingMonitor, in_background
+from conftest import GPU_NODES, SETS, Producer, ServingMonitor, control, expected_energy, in_background
 from scenario import inspect, node, playbook, start_playbook, water
-from terachem_standin.backends import BOHR_PER_ANGSTROM, Job, fake
+from terachem_standin.backends import BOHR_PER_ANGSTROM
 
 from polling import wait_for
 
@@ -22,10 +22,6 @@ RELEASE = {"latest": ["-e", f"terachem_image={REGISTRY}/standin:latest", "-e", f
            "v2": ["-e", f"terachem_image={REGISTRY}/standin:v2", "-e", f"celery_worker_image={REGISTRY}/worker:v2"]}
 FINISHED_JOBS = ("for d in /lstor/terafleet/scratch/*/server_*/job_*; do "
                  "grep -qx 'Job finished' \"$d/tc.out\" 2>/dev/null && sed -n 3p \"$d/geom.xyz\"; done; true")
-
-
-def expected_energy(doc: dict) -> float:
-    return fake(Job(["O", "H", "H"], doc["structure"]["geometry"], 0, 1, True, "HF", "sto-3g", False)).energy
 
 
 def oxygen_line(doc: dict) -> str:
@@ -46,11 +42,6 @@ def worker_state(gpu_node: str, gpu_set: str) -> dict:
 def containers(gpu_node: str) -> dict[str, dict]:
     host = node(gpu_node)
     return {name: inspect(host, name) for gpu_set in SETS for name in (f"terachem-{gpu_set}", f"worker-{gpu_set}")}
-
-
-def control(gpu_node: str, gpu_set: str, **switches) -> None:
-    node(gpu_node).check_output(f"printf '%s' '{json.dumps(switches)}' > "
-                                f"/lstor/terafleet/scratch/{gpu_node}-{gpu_set}/standin-control.json")
 
 
 def test_rolling_update_under_load_loses_nothing_and_keeps_a_node_serving(celery_app, compute):
