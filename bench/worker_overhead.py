@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import docker
+from terafleet_worker import reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 from minicluster import mini_cluster  # noqa: E402
 
 TARGET_MS = 50.0
-WATER_BOHR = [[0.0, -0.143225816552, 0.0], [1.638036840407, 1.136548822547, 0.0],
-              [-1.638036840407, 1.136548822547, 0.0]]
+WATER_BOHR = [list(row) for row in reference.WATER_BOHR]
 
 
 def main() -> int:

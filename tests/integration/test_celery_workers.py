@@ -15,16 +15,15 @@ from pathlib import Path
 import pytest
 from terachem_standin.backends import BOHR_PER_ANGSTROM, Job, fake
 
-from minicluster import host_kill, started_on, wait_for
+from terafleet_worker.reference import WATER_HF_STO3G_ENERGY as CRAWFORD_STO3G_ENERGY
+from terafleet_worker.reference import WATER_BOHR, WATER_SYMBOLS, water_flat
 
-CRAWFORD_STO3G_ENERGY = -74.942079928192
-WATER_BOHR = [0.0, -0.143225816552, 0.0, 1.638036840407, 1.136548822547, 0.0,
-              -1.638036840407, 1.136548822547, 0.0]
+from minicluster import host_kill, started_on, wait_for
 
 
 def water(scale: float = 1.0, calctype: str = "energy", **overrides) -> dict:
     """Water in Angstrom (the worker converts to Bohr), optionally stretched."""
-    geometry = [x * scale / BOHR_PER_ANGSTROM for x in WATER_BOHR]
+    geometry = [x / BOHR_PER_ANGSTROM for x in water_flat(scale)]
     doc = {"structure": {"symbols": ["O", "H", "H"], "geometry": [geometry[i:i + 3] for i in range(0, 9, 3)],
                          "units": "angstrom"}, "method": "hf", "basis": "sto-3g", "calctype": calctype}
     doc.update(overrides)
@@ -129,7 +128,7 @@ def test_worker_sigterm_finishes_its_task_then_exits(send, pairs):
 
 @pytest.mark.parametrize("doc, message", [
     (water(method="not-a-method"), "method 'not-a-method' is not a TeraChem method"),
-    ({"structure": {"symbols": ["O", "H"], "geometry": WATER_BOHR}, "method": "hf", "basis": "sto-3g"},
+    ({"structure": {"symbols": ["O", "H"], "geometry": water_flat()}, "method": "hf", "basis": "sto-3g"},
      "structure.geometry has 9 coordinates for 2 atoms"),
     (water(calctype="hessian"), "calctype 'hessian' is not supported"),
 ])
@@ -198,7 +197,7 @@ def test_worker_health_check_does_a_status_round_trip(cluster, pairs):
 
 def test_terafleet_submit_sends_an_xyz_file_and_prints_the_result(cluster, pairs, tmp_path):
     xyz = tmp_path / "water.xyz"
-    atoms = zip(("O", "H", "H"), (WATER_BOHR[i:i + 3] for i in range(0, 9, 3)))
+    atoms = zip(WATER_SYMBOLS, WATER_BOHR)
     xyz.write_text("3\nwater, Crawford geometry\n" + "".join(
         f"{symbol} {' '.join(f'{c / BOHR_PER_ANGSTROM:.12f}' for c in coords)}\n" for symbol, coords in atoms))
     submit = Path(sys.executable).with_name("terafleet-submit")

@@ -13,13 +13,12 @@ from tcpb import TCProtobufClient
 from tcpb import terachem_server_pb2 as pb
 from tcpb.exceptions import ServerError
 from terachem_standin.backends import Job, fake
-from terafleet_worker import server
+from terafleet_worker import reference, server
 
 from minicluster import wait_for
 
-WATER_BOHR = [[0.0, -0.143225816552, 0.0], [1.638036840407, 1.136548822547, 0.0],
-              [-1.638036840407, 1.136548822547, 0.0]]
-CRAWFORD_STO3G_ENERGY = -74.942079928192
+WATER_BOHR = [list(row) for row in reference.WATER_BOHR]
+CRAWFORD_STO3G_ENERGY = reference.WATER_HF_STO3G_ENERGY
 
 
 def program_input(geometry, calctype="energy", method="hf", basis="sto-3g", symbols=("O", "H", "H")):
@@ -51,7 +50,7 @@ def test_energy_matches_the_fake_backend_and_depends_on_geometry(pair_a):
     expected = fake(Job(["O", "H", "H"], [x for row in WATER_BOHR for x in row], 0, 1, True, "HF", "sto-3g", False))
     assert output.success
     assert output.data.energy == pytest.approx(expected.energy, abs=1e-12)
-    stretched = [[0.0, -0.143225816552, 0.0], [1.9, 1.3, 0.0], [-1.638036840407, 1.136548822547, 0.0]]
+    stretched = [WATER_BOHR[0], [1.9, 1.3, 0.0], WATER_BOHR[2]]
     assert compute(pair_a.port, program_input(stretched)).data.energy != pytest.approx(output.data.energy, abs=1e-6)
     assert str(output.provenance.scratch_dir).startswith("server_")
 
