@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 RESULTS = REPO / "bench" / "results.md"
+LOGS = REPO / "bench" / "logs"
 PUSH = ["terafleet/standin:latest", "terafleet/worker:latest", "terafleet/frontend:latest",
         "terafleet/broker:latest", "terafleet/backend:latest"]
 ROWS: list[tuple[str, str, str]] = []
@@ -42,10 +43,13 @@ def row(name: str, value: str, target: str = "") -> None:
     log(f"{name}: {value} {target}")
 
 
-def run(argv: list[str], **kwargs) -> tuple[float, subprocess.CompletedProcess]:
+def run(argv: list[str], log: Path | None = None, **kwargs) -> tuple[float, subprocess.CompletedProcess]:
     started = time.monotonic()
     result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     elapsed = time.monotonic() - started
+    if log:
+        log.parent.mkdir(exist_ok=True)
+        log.write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:4])} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
     return elapsed, result
@@ -56,7 +60,8 @@ def ansible_env() -> dict:
 
     return dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                 ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), MOLECULE_PROJECT_DIRECTORY=str(REPO),
-                ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.profile_tasks", PATH=f"{BIN}:{os.environ['PATH']}")
+                ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT="all",
+                PATH=f"{BIN}:{os.environ['PATH']}")
 
 
 @contextlib.contextmanager
@@ -102,10 +107,11 @@ def passwords(work: Path) -> Path:
     return path
 
 
-def playbook(hosts: Path, name: str, *args: str) -> tuple[float, int]:
-    """Run a playbook; return its wall time and the total of `changed` over the recap."""
+def playbook(hosts: Path, name: str, *args: str, label: str) -> tuple[float, int]:
+    """Run a playbook; return its wall time and the total of `changed` over the recap. Its output, with the
+    profile_tasks timings, goes to bench/logs/LABEL.log."""
     elapsed, result = run([str(BIN / "ansible-playbook"), "-i", str(hosts), str(REPO / name), *args],
-                          cwd=REPO, env=ansible_env())
+                          log=LOGS / f"{label}.log", cwd=REPO, env=ansible_env())
     changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout.split("PLAY RECAP")[-1]))
     return elapsed, changed
 
@@ -141,9 +147,9 @@ def bench_converge() -> None:
         hosts = inventory(work, {"head": ["tf-bd-head"], "gpu_nodes": ["tf-bd-gpu1", "tf-bd-gpu2"]},
                           REPO / "inventories" / "demo" / "group_vars")
         secrets_file = passwords(work)
-        converge, changed = playbook(hosts, "site.yml", "-e", f"@{secrets_file}")
+        converge, changed = playbook(hosts, "site.yml", "-e", f"@{secrets_file}", label="converge")
         log(f"fresh converge {converge:.1f} s, changed={changed}")
-        noop, noop_changed = playbook(hosts, "site.yml", "-e", f"@{secrets_file}")
+        noop, noop_changed = playbook(hosts, "site.yml", "-e", f"@{secrets_file}", label="noop")
         log(f"no-op re-run {noop:.1f} s, changed={noop_changed}")
     with cluster("bd", platforms) as work:
         floor_s = floor({"tf-bd-head": "head", "tf-bd-gpu1": "gpu", "tf-bd-gpu2": "gpu"}, work, "tf-bd-head")
@@ -166,8 +172,9 @@ def bench_gpu_sets() -> None:
         for count in (4, 4, 8, 16):  # the first 4 also installs the node layer
             sets = json.dumps({"preflight_gpu_sets": [[str(i)] for i in range(count)]})
             if times:
-                playbook(hosts, "teardown.yml", "-e", f"@{secrets_file}", "-e", "teardown_purge=true", "--limit", "tf-bg-gpu")
-            times[count] = playbook(hosts, "site.yml", "-e", f"@{secrets_file}", "-e", sets)[0]
+                playbook(hosts, "teardown.yml", "-e", f"@{secrets_file}", "-e", "teardown_purge=true", "--limit", "tf-bg-gpu",
+                         label=f"teardown-before-{count}")
+            times[count] = playbook(hosts, "site.yml", "-e", f"@{secrets_file}", "-e", sets, label=f"gpu-sets-{count}")[0]
             log(f"site.yml with {count} GPU sets: {times[count]:.1f} s")
     per_set = (times[16] - times[4]) / 12
     row("site.yml on a node with 4 / 8 / 16 GPU sets (after teardown)",
@@ -186,7 +193,7 @@ def bench_hosts() -> None:
                 subprocess.run(["docker", "exec", platform["name"], "sh", "-c",
                                 "rm -rf /usr/local/sbin/terafleet-* /etc/cron.d/terafleet-* /var/lib/terafleet"], check=True)
             limit = ",".join(p["name"] for p in platforms[:count])
-            times[count] = playbook(hosts, str(cheap), "--limit", limit)[0]
+            times[count] = playbook(hosts, str(cheap), "--limit", limit, label=f"hosts-{count}")[0]
             log(f"cheap tasks on {count} fresh hosts: {times[count]:.1f} s")
     per_host = (times[10] - times[2]) / 8
     row("cheap tasks on 2 / 4 / 6 / 8 / 10 fresh hosts", " / ".join(f"{times[c]:.1f}" for c in sorted(times)) + " s")
