@@ -135,6 +135,7 @@ def test_status_prints_a_table_per_node_and_writes_json(tmp_path):
     assert changed_tasks == ["terafleet.cluster.status : Write the JSON report on the controller"], changed_tasks
     for gpu_node in GPU_NODES:
         assert f"node {gpu_node}: $LSTOR" in result.stdout
+    assert "node tf-cl-head: no $LSTOR (not a GPU node)" in result.stdout
     assert "GPU set" in result.stdout and "terachem-gpu0-1" in result.stdout
     nodes = {entry["node"]: entry for entry in json.loads(report.read_text())}
     assert set(nodes) == {"tf-cl-head", *GPU_NODES}
