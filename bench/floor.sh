@@ -68,7 +68,7 @@ for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do
   mkdir -p "$scratch"
   docker volume create --driver local --opt type=none --opt o=bind --opt device="$scratch" terafleet-scratch-$set_name >/dev/null
   docker run -d --name terachem-$set_name --hostname terachem-$set_name --network terafleet --network-alias terachem-$set_name \
-    --gpus "device=$gpu" --restart unless-stopped --stop-timeout 30 -w /scratch -e STANDIN_BACKEND=pyscf \
+    --gpus "device=$gpu" --init --restart unless-stopped --stop-timeout 30 -w /scratch -e STANDIN_BACKEND=pyscf \
     --mount type=volume,source=terafleet-scratch-$set_name,target=/scratch,volume-nocopy \
     --mount type=bind,source=/etc/terafleet/terachem/license.key,target=/opt/terachem/license.key,readonly \
     -p "0.0.0.0:$((11111 + gpu)):11111" --health-cmd "bash -c '$health'" --health-interval 10s --health-timeout 5s \

@@ -35,6 +35,12 @@ def test_each_server_owns_a_disjoint_gpu_set(host):
     assert sorted(seen) == ["0", "1", "2", "3"]
 
 
+def test_servers_run_under_an_init_that_passes_sigterm_on(host):
+    for gpu_set in SETS:
+        assert inspect(host, f"terachem-{gpu_set}")["HostConfig"]["Init"] is True
+        assert host.check_output(f"docker exec terachem-{gpu_set} cat /proc/1/comm") == "docker-init"
+
+
 def test_each_server_has_its_own_scratch_directory(host):
     dirs = set()
     for gpu_set in SETS:
