@@ -6,10 +6,11 @@
              <= 1.5); then the no-op re-run (changed count must be 0; time target <= 15 % of the converge).
   GPU sets   site.yml on one GPU node with 16 stand-in GPUs, serving 4, 8 and 16 single-GPU sets, each run
              after teardown.yml: seconds per added GPU set (target <= 1 s).
+  gpu_floor  bench/floor.sh on fresh nodes with 4 and 16 GPUs: the cost per added set without Ansible.
   hosts      the cheap tasks (facts, the node_checks scripts and cron entries) on 2 to 10 fresh hosts:
              seconds per added host.
   other      bench/worker_overhead.py and bench/operations.py, unless --skip-others.
-Usage: bench/deployment.py [--only converge,gpu_sets,hosts,others]   (needs Docker, the images, the venv)
+Usage: bench/deployment.py [--only converge,gpu_sets,gpu_floor,hosts,others]   (needs Docker, the images, the venv)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 RESULTS = REPO / "bench" / "results.md"
+STORE = REPO / "bench" / "results.json"
 LOGS = REPO / "bench" / "logs"
 PUSH = ["terafleet/standin:latest", "terafleet/worker:latest", "terafleet/frontend:latest",
         "terafleet/broker:latest", "terafleet/backend:latest"]
@@ -116,7 +118,7 @@ def playbook(hosts: Path, name: str, *args: str, label: str) -> tuple[float, int
     return elapsed, changed
 
 
-def floor(nodes: dict[str, str], work: Path, head: str) -> float:
+def floor(nodes: dict[str, str], work: Path, head: str, gpus: int = 2) -> float:
     """bench/floor.sh on every node at once; the floor is when the last one is done."""
     keys = KEYS
     address = json.loads(subprocess.run(["docker", "inspect", head], capture_output=True, text=True, check=True)
@@ -128,7 +130,7 @@ def floor(nodes: dict[str, str], work: Path, head: str) -> float:
     for node, role in nodes.items():
         env = ["-e", f"FLOOR_RABBITMQ_PASSWORD={keys['broker_rabbitmq_password']}",
                "-e", f"FLOOR_REDIS_PASSWORD={keys['broker_redis_password']}", "-e", f"FLOOR_HEAD={head_ip}",
-               "-e", "FLOOR_GPUS=2", "-e", f"FLOOR_LICENSE={license_text}"]
+               "-e", f"FLOOR_GPUS={gpus}", "-e", f"FLOOR_LICENSE={license_text}"]
         script = open(REPO / "bench" / "floor.sh", "rb")
         running.append((node, subprocess.Popen(["docker", "exec", "-i", *env, node, "bash", "-s", role], stdin=script,
                                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
@@ -182,6 +184,21 @@ def bench_gpu_sets() -> None:
     row("cost per added GPU set", f"{per_set:.2f} s", "target <= 1 s")
 
 
+def bench_gpu_floor() -> None:
+    """The floor's own cost per added GPU set: bench/floor.sh on fresh nodes with 4 and 16 GPUs."""
+    times = {}
+    for count in (4, 16):
+        platforms = [{"name": "tf-bf-head"},
+                     {"name": "tf-bf-gpu", "env": {"FAKE_NVIDIA_GPUS": str(count)},
+                      "mounts": [{"type": "tmpfs", "target": "/lstor", "tmpfs_size": "4G"}]}]
+        with cluster("bf", platforms) as work:
+            times[count] = floor({"tf-bf-head": "head", "tf-bf-gpu": "gpu"}, work, "tf-bf-head", gpus=count)
+            log(f"floor with {count} GPU sets: {times[count]:.1f} s")
+    row("floor: bench/floor.sh on a fresh node with 4 / 16 GPU sets", f"{times[4]:.1f} / {times[16]:.1f} s")
+    row("floor's cost per added GPU set (the same containers started by docker run)",
+        f"{(times[16] - times[4]) / 12:.2f} s")
+
+
 def bench_hosts() -> None:
     platforms = [{"name": f"tf-bh-{i:02d}"} for i in range(1, 11)]
     cheap = REPO / "bench" / "cheap_tasks.yml"
@@ -218,15 +235,23 @@ def bench_others() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="converge,gpu_sets,hosts,others")
+    parser.add_argument("--only", default="converge,gpu_sets,gpu_floor,hosts,others")
     args = parser.parse_args()
-    benches = {"converge": bench_converge, "gpu_sets": bench_gpu_sets, "hosts": bench_hosts, "others": bench_others}
+    benches = {"converge": bench_converge, "gpu_sets": bench_gpu_sets, "gpu_floor": bench_gpu_floor, "hosts": bench_hosts,
+               "others": bench_others}
     for name in args.only.split(","):
         benches[name]()
     width = max(len(r[0]) for r in ROWS)
-    lines = ["| figure | value | target |", "| --- | --- | --- |"] + [f"| {n} | {v} | {t} |" for n, v, t in ROWS]
     print("\n" + "\n".join(f"{n:<{width}}  {v}  {t}" for n, v, t in ROWS))
-    RESULTS.write_text(f"# Benchmark figures ({time.strftime('%Y-%m-%d %H:%M')}, {args.only})\n\n" + "\n".join(lines) + "\n")
+    # Figures from earlier runs with --only stay in the table, each with the time it was measured.
+    store = json.loads(STORE.read_text()) if STORE.exists() else {}
+    measured = time.strftime("%Y-%m-%d %H:%M")
+    store.update({n: {"value": v, "target": t, "measured": measured} for n, v, t in ROWS})
+    STORE.write_text(json.dumps(store, indent=1) + "\n")
+    lines = ["| figure | value | target | measured |", "| --- | --- | --- | --- |"] + [
+        f"| {n} | {f['value']} | {f['target']} | {f['measured']} |" for n, f in store.items()]
+    RESULTS.write_text("# Benchmark figures\n\nWritten by `bench/deployment.py` (`make bench`); what they mean and why: "
+                       "`bench/README.md`.\n\n" + "\n".join(lines) + "\n")
     log(f"written to {RESULTS.relative_to(REPO)}")
     return 0
 
