@@ -60,7 +60,9 @@ def in_node(gpu_node: str, *argv: str) -> str:
 
 
 def server_pid(gpu_node: str, server: str) -> int:
-    return int(in_node(gpu_node, "docker", "inspect", "--format", "{{.State.Pid}}", server).strip())
+    """The TeraChem process: the child of the server container's init."""
+    init = in_node(gpu_node, "docker", "inspect", "--format", "{{.State.Pid}}", server).strip()
+    return int(in_node(gpu_node, "pgrep", "--parent", init).split()[0])
 
 
 def answers(host: str, port: int) -> bool:

@@ -22,6 +22,12 @@ def inspect(host, container: str) -> dict:
     return json.loads(host.check_output(f"docker inspect {container}"))[0]
 
 
+def server_pid(host, container: str) -> str:
+    """The PID, as the node sees it, of the TeraChem process in a server container: the child of the
+    container's init (servers run with init: true)."""
+    return host.check_output(f"pgrep --parent {inspect(host, container)['State']['Pid']}").split()[0]
+
+
 def secrets(scenario: str) -> dict:
     plain = subprocess.run(["ansible-vault", "view", "--vault-password-file", str(VAULT_PASSWORD),
                             str(REPO / "molecule" / scenario / "group_vars" / "all" / "vault.yml")],

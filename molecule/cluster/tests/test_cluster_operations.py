@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import GPU_NODES, REPO, SETS, inspect, node, playbook, wait_for, water
+from conftest import GPU_NODES, REPO, SETS, inspect, node, playbook, server_pid, wait_for, water
 
 sys.path.insert(0, str(REPO / "standin"))
 from terachem_standin.backends import Job, fake  # noqa: E402
@@ -57,7 +57,7 @@ def test_server_killed_during_a_calculation_is_restarted_and_the_calculation_del
     doc = water(1.05)
     result = compute.apply_async(args=[doc], queue=f"terachem.{gpu_node}.{gpu_set}")
     wait_for(lambda: result.state == "STARTED", 60, "the calculation to start", interval=0.1)
-    host.check_output(f"kill -9 {before['State']['Pid']}")
+    host.check_output(f"kill -9 {server_pid(host, f'terachem-{gpu_set}')}")
     value = result.get(timeout=180)
     assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
     assert value["provenance"]["retries"] >= 1

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from polling import wait_for  # noqa: E402
+from scenario import server_pid  # noqa: E402
 
 testinfra_hosts = ["ansible://tf-fa-gpu1"]
 SCRATCH = "/lstor/terafleet/scratch/tf-fa-gpu1-gpu0"
@@ -71,7 +72,7 @@ def test_full_lstor_alerts_and_prunes_old_jobs_but_keeps_current_ones(host):
 
 def test_frozen_server_turns_unhealthy_and_the_watchdog_restarts_it(host):
     server = inspect(host, "terachem-gpu0")
-    host.check_output(f"kill -STOP {server['State']['Pid']}")
+    host.check_output(f"kill -STOP {server_pid(host, 'terachem-gpu0')}")
     wait_for(lambda: inspect(host, "terachem-gpu0")["State"]["Health"]["Status"] == "unhealthy", 60, "unhealthy")
     result = host.run(cron_command(host, WATCHDOG_CRON) + " --stop-timeout 3 --json")
     assert result.rc == 0, result.stderr
