@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import testinfra
@@ -20,6 +21,20 @@ def node(name: str):
 
 def inspect(host, container: str) -> dict:
     return json.loads(host.check_output(f"docker inspect {container}"))[0]
+
+
+def control(gpu_node: str, gpu_set: str, **switches) -> None:
+    """Set a stand-in server's fault switches (job_seconds, crash_on_start, ...) through its control file."""
+    path = f"/lstor/terafleet/scratch/{gpu_node}-{gpu_set}/standin-control.json"
+    node(gpu_node).check_output(f"printf '%s' '{json.dumps(switches)}' > {path}")
+
+
+def expected_energy(doc: dict) -> float:
+    """The energy the stand-in's fake backend (the scenarios' servers) returns for a water document in Bohr."""
+    sys.path.insert(0, str(REPO / "standin"))
+    from terachem_standin.backends import Job, fake
+
+    return fake(Job(["O", "H", "H"], doc["structure"]["geometry"], 0, 1, True, "HF", "sto-3g", False)).energy
 
 
 def server_pid(host, container: str) -> str:

@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 
 import pytest
 
-from conftest import GPU_NODES, REPO, SETS, inspect, node, playbook, server_pid, wait_for, water
-
-sys.path.insert(0, str(REPO / "standin"))
-from terachem_standin.backends import Job, fake  # noqa: E402
+from conftest import GPU_NODES, SETS, inspect, node, playbook, server_pid, wait_for, water
+from scenario import control, expected_energy
 
 testinfra_hosts = ["ansible://tf-cl-head"]
 SERVERS = {(n, f"terachem-{s}:11111") for n in GPU_NODES for s in SETS}
-
-
-def expected_energy(doc: dict) -> float:
-    return fake(Job(["O", "H", "H"], doc["structure"]["geometry"], 0, 1, True, "HF", "sto-3g", False)).energy
-
-
-def control(gpu_node: str, gpu_set: str, **switches) -> None:
-    path = f"/lstor/terafleet/scratch/{gpu_node}-{gpu_set}/standin-control.json"
-    node(gpu_node).check_output(f"printf '%s' '{json.dumps(switches)}' > {path}")
 
 
 def containers_state() -> dict:

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from polling import wait_for  # noqa: E402
-from scenario import server_pid  # noqa: E402
+from scenario import inspect, server_pid  # noqa: E402
 
 testinfra_hosts = ["ansible://tf-fa-gpu1"]
 SCRATCH = "/lstor/terafleet/scratch/tf-fa-gpu1-gpu0"
@@ -24,10 +24,6 @@ def cron_command(host, cron_file: str) -> str:
     """The command a cron entry runs, without its schedule and user fields and its logger pipe."""
     line = next(l for l in host.file(cron_file).content_string.splitlines() if l and not l.startswith("#"))
     return " ".join(line.split()[6:]).split(" 2>&1 | logger")[0]
-
-
-def inspect(host, name: str) -> dict:
-    return json.loads(host.check_output(f"docker inspect {name}"))[0]
 
 
 def control(host, server: str, **switches) -> None:

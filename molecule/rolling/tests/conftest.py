@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -13,7 +12,6 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "standin"))
 import scenario  # noqa: E402
-from terachem_standin.backends import Job, fake  # noqa: E402
 
 GPU_NODES = ("tf-ro-gpu1", "tf-ro-gpu2")
 SETS = ("gpu0", "gpu1")
@@ -61,12 +59,3 @@ def in_background(target) -> threading.Thread:
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread
-
-
-def expected_energy(doc: dict) -> float:
-    return fake(Job(["O", "H", "H"], doc["structure"]["geometry"], 0, 1, True, "HF", "sto-3g", False)).energy
-
-
-def control(gpu_node: str, gpu_set: str, **switches) -> None:
-    scenario.node(gpu_node).check_output(f"printf '%s' '{json.dumps(switches)}' > "
-                                         f"/lstor/terafleet/scratch/{gpu_node}-{gpu_set}/standin-control.json")

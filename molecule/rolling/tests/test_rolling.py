@@ -10,8 +10,8 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import GPU_NODES, SETS, Producer, ServingMonitor, control, expected_energy, in_background
-from scenario import inspect, node, playbook, start_playbook, water
+from conftest import GPU_NODES, SETS, Producer, ServingMonitor, in_background
+from scenario import control, expected_energy, inspect, node, playbook, start_playbook, water
 from terachem_standin.backends import BOHR_PER_ANGSTROM
 
 from polling import wait_for

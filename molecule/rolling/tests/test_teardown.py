@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import GPU_NODES, SETS, control, expected_energy
-from scenario import node, playbook, water
+from conftest import GPU_NODES, SETS
+from scenario import control, expected_energy, node, playbook, water
 
 from polling import wait_for
 
