@@ -94,7 +94,7 @@ def water(scale: float = 1.0) -> dict:
 
 
 def _playbook_argv(name: str, args: tuple[str, ...]) -> tuple[list[str], dict]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD))
     return ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], name, *args], env
 

@@ -14,6 +14,8 @@ ANSIBLE_DOC = Path(sys.executable).with_name("ansible-doc")
 
 @pytest.mark.parametrize("plugin_type, name, expected", [
     ("module", "terafleet.cluster.gpu_facts", "A node whose driver sees no GPU returns an empty list"),
+    ("module", "terafleet.cluster.docker_containers", "Containers made by an earlier release, without the label"),
+    ("module", "terafleet.cluster.scratch_volumes", "An existing volume bound to another directory fails the task"),
     ("filter", "terafleet.cluster.gpu_sets", "returns the GPU sets that TeraChem servers will own"),
     ("filter", "terafleet.cluster.instance_plan", "Names depend only on the host and the set's GPU indices"),
     ("role", "terafleet.cluster.preflight", "preflight_gpu_set_size"),

@@ -1,0 +1,103 @@
+"""A small client for the Docker Engine API over its unix socket, for terafleet's node modules.
+
+Only the standard library: the modules run on nodes whose Python has nothing else. One HTTP connection
+per call, JSON in and out; an error status raises DockerAPIError with the engine's own message.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import urllib.parse
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+# Docker 20.10 speaks 1.41; every call used here exists in it.
+API_VERSION = "1.41"
+
+
+class DockerAPIError(Exception):
+    """The engine answered with an error status, or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class DockerAPI:
+    """Calls to one engine; `timeout` bounds each call, a stop's own wait is added to it."""
+
+    def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout: float = 60.0):
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, params: dict | None = None, body: object = None,
+             timeout: float | None = None, missing_ok: bool = False) -> object:
+        """One API call; the decoded JSON answer (None for an empty one, or a 404 when missing_ok)."""
+        query = "?" + urllib.parse.urlencode(params) if params else ""
+        connection = _UnixConnection(self.socket_path, timeout or self.timeout)
+        try:
+            payload = None if body is None else json.dumps(body).encode()
+            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            connection.request(method, f"/v{API_VERSION}{path}{query}", body=payload, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except OSError as error:
+            raise DockerAPIError(f"cannot reach the Docker engine at {self.socket_path}: {error}") from error
+        finally:
+            connection.close()
+        if response.status == 404 and missing_ok:
+            return None
+        if response.status >= 400:
+            try:
+                message = json.loads(data).get("message", "")
+            except ValueError:
+                message = data.decode(errors="replace").strip()
+            raise DockerAPIError(f"{method} {path}: {message or response.reason} (HTTP {response.status})",
+                                 response.status)
+        return json.loads(data) if data.strip() else None
+
+    # The calls the modules make, named for what they do.
+    def container(self, name: str) -> dict | None:
+        return self.call("GET", f"/containers/{urllib.parse.quote(name)}/json", missing_ok=True)
+
+    def image(self, reference: str) -> dict | None:
+        return self.call("GET", f"/images/{urllib.parse.quote(reference, safe='')}/json", missing_ok=True)
+
+    def create_container(self, name: str, body: dict) -> str:
+        return self.call("POST", "/containers/create", params={"name": name}, body=body)["Id"]
+
+    def start(self, name: str) -> None:
+        self.call("POST", f"/containers/{urllib.parse.quote(name)}/start")
+
+    def stop(self, name: str, timeout: int) -> None:
+        self.call("POST", f"/containers/{urllib.parse.quote(name)}/stop", params={"t": timeout},
+                  timeout=self.timeout + timeout)
+
+    def restart(self, name: str, timeout: int) -> None:
+        self.call("POST", f"/containers/{urllib.parse.quote(name)}/restart", params={"t": timeout},
+                  timeout=self.timeout + timeout)
+
+    def remove_container(self, name: str) -> None:
+        self.call("DELETE", f"/containers/{urllib.parse.quote(name)}", params={"force": "true"})
+
+    def update_container(self, name: str, body: dict) -> None:
+        self.call("POST", f"/containers/{urllib.parse.quote(name)}/update", body=body)
+
+    def volume(self, name: str) -> dict | None:
+        return self.call("GET", f"/volumes/{urllib.parse.quote(name)}", missing_ok=True)
+
+    def create_volume(self, body: dict) -> dict:
+        return self.call("POST", "/volumes/create", body=body)

@@ -1,0 +1,504 @@
+#!/usr/bin/python
+"""Ansible module: run a group of Docker containers on a node in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: docker_containers
+short_description: Run a group of Docker containers on a node in one call
+version_added: 0.2.0
+author: terafleet developers
+description:
+  - Brings every container in O(containers) to its configuration and running, with one module run per
+    node instead of one per container. A node with 16 GPU sets runs 16 servers and 16 workers; one
+    call each cost a second or more of Python start-up and inspection on the node.
+  - Each container carries the label C(org.terafleet.config-hash), a hash of its configuration as given
+    here. A container is recreated (stopped with its own stop timeout, removed, created, started) when
+    that hash differs or when its image reference now names another image; otherwise it is left
+    running. Containers made by an earlier release, without the label, are recreated once.
+  - The restart policy is compared on its own and changed in place, so a policy the terafleet watchdog
+    set to C(no) for a crash loop is restored without recreating the container. A stopped container
+    is started.
+  - Recreated containers are stopped side by side, then every container is created and started in the
+    order given. With O(healthy_wait_timeout), each started container must turn healthy before the
+    next starts.
+  - Talks to the engine through its unix socket with the Python standard library only.
+options:
+  containers:
+    description: The containers, in start order.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Container name.
+        type: str
+        required: true
+      image:
+        description: Image reference; it must already be on the node.
+        type: str
+        required: true
+      hostname:
+        description: Host name inside the container.
+        type: str
+      command:
+        description: Command, as a list of arguments; the image's own when not given.
+        type: list
+        elements: str
+      working_dir:
+        description: Working directory inside the container.
+        type: str
+      env:
+        description: Environment; values are turned into strings.
+        type: dict
+        default: {}
+      labels:
+        description: Labels; values are turned into strings.
+        type: dict
+        default: {}
+      init:
+        description: Run Docker's init as PID 1, which passes signals on to the command.
+        type: bool
+        default: false
+      runtime:
+        description: OCI runtime name (for example C(nvidia)); the engine's default when not given.
+        type: str
+      device_requests:
+        description: Device requests, as Docker's C(--gpus) makes them.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          driver:
+            description: Device driver (C(nvidia)).
+            type: str
+          count:
+            description: How many devices; C(-1) for all. Ignored when O(containers[].device_requests[].device_ids) is given.
+            type: int
+            default: 0
+          device_ids:
+            description: Device ids (GPU indices or UUIDs).
+            type: list
+            elements: str
+            default: []
+          capabilities:
+            description: Capability sets, for example C([[gpu]]).
+            type: list
+            elements: list
+            default: []
+      mounts:
+        description: Bind and volume mounts.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          type:
+            description: Mount type.
+            type: str
+            choices: [bind, volume]
+            default: volume
+          source:
+            description: Host path (bind) or volume name.
+            type: str
+            required: true
+          target:
+            description: Path inside the container.
+            type: str
+            required: true
+          read_only:
+            description: Mount read-only.
+            type: bool
+            default: false
+          no_copy:
+            description: Do not copy the image's content at the target into a new volume.
+            type: bool
+            default: false
+      network:
+        description: Docker network to attach to; the engine's default bridge when not given.
+        type: str
+      aliases:
+        description: Aliases on O(containers[].network).
+        type: list
+        elements: str
+        default: []
+      published_ports:
+        description: Ports published on the node, each C([address:]node_port:container_port[/protocol]).
+        type: list
+        elements: str
+        default: []
+      restart_policy:
+        description: Docker's restart policy.
+        type: str
+        choices: ['no', always, unless-stopped, on-failure]
+        default: unless-stopped
+      stop_timeout:
+        description: Seconds between SIGTERM and SIGKILL when the container is stopped.
+        type: int
+      healthcheck:
+        description: Health check. Durations take C(ms), C(s), C(m) and C(h) units, or are seconds.
+        type: dict
+        suboptions:
+          test:
+            description: Check command, C([CMD, ...]) or C([CMD-SHELL, ...]).
+            type: list
+            elements: str
+            required: true
+          interval:
+            description: Time between checks.
+            type: str
+            default: 30s
+          timeout:
+            description: Time one check may take.
+            type: str
+            default: 30s
+          retries:
+            description: Failures in a row that make the container unhealthy.
+            type: int
+            default: 3
+          start_period:
+            description: Time after start during which failures do not count.
+            type: str
+            default: 0s
+      restart:
+        description: Restart the container when it is otherwise left running (for example after its
+          configuration file changed).
+        type: bool
+        default: false
+  healthy_wait_timeout:
+    description: When above 0, start the containers one at a time, each after the one before it turned
+      healthy, waiting at most this many seconds for each. 0 starts them all at once.
+    type: int
+    default: 0
+  start_delay:
+    description: Seconds to wait after starting one container before starting the next.
+    type: int
+    default: 0
+  docker_socket:
+    description: The engine's unix socket.
+    type: path
+    default: /var/run/docker.sock
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+notes:
+  - Only the containers listed are touched; removing one from the list leaves it running.
+  - Images are not pulled; a missing image fails the task before any container is changed.
+requirements:
+  - A Docker engine with API 1.41 (Docker 20.10) or newer.
+"""
+
+EXAMPLES = r"""
+- name: Run two servers, each with its own GPU and scratch volume
+  terafleet.cluster.docker_containers:
+    containers:
+      - name: terachem-gpu0
+        image: mtzgroup/terachem:latest
+        init: true
+        command: [terachem, -s, "11111"]
+        device_requests: [{driver: nvidia, device_ids: ["0"], capabilities: [[gpu]]}]
+        mounts: [{type: volume, source: terafleet-scratch-gpu0, target: /scratch, no_copy: true}]
+        network: terafleet
+        published_ports: ["0.0.0.0:11111:11111"]
+        stop_timeout: 30
+      - name: terachem-gpu1
+        image: mtzgroup/terachem:latest
+        init: true
+        command: [terachem, -s, "11111"]
+        device_requests: [{driver: nvidia, device_ids: ["1"], capabilities: [[gpu]]}]
+        mounts: [{type: volume, source: terafleet-scratch-gpu1, target: /scratch, no_copy: true}]
+        network: terafleet
+        published_ports: ["0.0.0.0:11112:11111"]
+        stop_timeout: 30
+"""
+
+RETURN = r"""
+containers:
+  description: What was done to each container, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Container name.
+      type: str
+    action:
+      description: C(created), C(recreated), C(started), C(restarted), C(updated) (restart policy),
+        C(updated, started) or C(unchanged).
+      type: str
+    reason:
+      description: Why it was recreated, when it was.
+      type: str
+  sample:
+    - {name: terachem-gpu0, action: unchanged}
+    - {name: terachem-gpu1, action: recreated, reason: image terafleet/standin:v2 is another image}
+"""
+
+import hashlib
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
+except ImportError:  # unit tests import the plugins as plain modules
+    from docker_api import DockerAPI, DockerAPIError
+
+HASH_LABEL = "org.terafleet.config-hash"
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+UNIT_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+PORT = re.compile(r"^(?:(?P<address>.*):)?(?P<node>\d+):(?P<container>\d+)(?:/(?P<protocol>tcp|udp|sctp))?$")
+# The keys of a container's spec that are not part of its configuration hash.
+NOT_HASHED = ("restart", "restart_policy")
+
+
+class SpecError(Exception):
+    """A container's spec cannot be turned into an engine configuration."""
+
+
+def duration_ns(value: str | int, what: str) -> int:
+    """'1m30s', '500ms', '10' (seconds) -> nanoseconds."""
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text) * 10**9
+    parts = DURATION.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise SpecError(f"{what}: {value!r} is not a duration (use e.g. 10s, 1m30s, 500ms)")
+    return int(sum(float(number) * UNIT_NS[unit] for number, unit in parts))
+
+
+def port_bindings(published: list[str], name: str) -> dict:
+    """['0.0.0.0:11111:11111'] -> {'11111/tcp': [{'HostIp': '0.0.0.0', 'HostPort': '11111'}]}."""
+    bindings: dict = {}
+    for entry in published:
+        match = PORT.match(str(entry))
+        if not match:
+            raise SpecError(f"{name}: published port {entry!r} is not [address:]node_port:container_port[/protocol]")
+        key = f"{match['container']}/{match['protocol'] or 'tcp'}"
+        bindings.setdefault(key, []).append({"HostIp": (match["address"] or "").strip("[]"),
+                                             "HostPort": match["node"]})
+    return bindings
+
+
+def normalized(spec: dict) -> dict:
+    """The spec with strings where Docker keeps strings, so equal configurations hash alike."""
+    spec = dict(spec)
+    spec["env"] = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
+    spec["labels"] = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
+    spec["published_ports"] = [str(p) for p in spec.get("published_ports") or []]
+    return spec
+
+
+def config_hash(spec: dict) -> str:
+    hashed = {key: value for key, value in normalized(spec).items() if key not in NOT_HASHED}
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
+
+
+def create_body(spec: dict) -> dict:
+    """The engine's create-container body for one spec."""
+    spec = normalized(spec)
+    name = spec["name"]
+    bindings = port_bindings(spec["published_ports"], name)
+    host_config: dict = {
+        "Init": bool(spec.get("init")),
+        "RestartPolicy": {"Name": spec.get("restart_policy") or "unless-stopped"},
+        "Mounts": [],
+        "DeviceRequests": [],
+        "PortBindings": bindings,
+    }
+    for mount in spec.get("mounts") or []:
+        entry = {"Type": mount.get("type") or "volume", "Source": mount["source"], "Target": mount["target"],
+                 "ReadOnly": bool(mount.get("read_only"))}
+        if mount.get("no_copy"):
+            if entry["Type"] != "volume":
+                raise SpecError(f"{name}: no_copy applies to volume mounts, not to the bind of {mount['source']}")
+            entry["VolumeOptions"] = {"NoCopy": True}
+        host_config["Mounts"].append(entry)
+    for request in spec.get("device_requests") or []:
+        ids = [str(i) for i in request.get("device_ids") or []]
+        host_config["DeviceRequests"].append({
+            "Driver": request.get("driver") or "", "Count": 0 if ids else int(request.get("count") or 0),
+            "DeviceIDs": ids, "Capabilities": request.get("capabilities") or []})
+    if spec.get("runtime"):
+        host_config["Runtime"] = spec["runtime"]
+    labels = dict(spec["labels"], **{HASH_LABEL: config_hash(spec)})
+    body: dict = {
+        "Image": spec["image"],
+        "Env": [f"{key}={value}" for key, value in sorted(spec["env"].items())],
+        "Labels": labels,
+        "ExposedPorts": {key: {} for key in bindings},
+        "HostConfig": host_config,
+    }
+    for key, field in (("hostname", "Hostname"), ("working_dir", "WorkingDir"), ("command", "Cmd")):
+        if spec.get(key):
+            body[field] = spec[key]
+    if spec.get("stop_timeout") is not None:
+        body["StopTimeout"] = int(spec["stop_timeout"])
+    check = spec.get("healthcheck")
+    if check:
+        body["Healthcheck"] = {
+            "Test": check["test"],
+            "Interval": duration_ns(check.get("interval") or "30s", f"{name} healthcheck interval"),
+            "Timeout": duration_ns(check.get("timeout") or "30s", f"{name} healthcheck timeout"),
+            "Retries": int(check.get("retries") if check.get("retries") is not None else 3),
+            "StartPeriod": duration_ns(check.get("start_period") or "0s", f"{name} healthcheck start_period"),
+        }
+    if spec.get("network"):
+        host_config["NetworkMode"] = spec["network"]
+        body["NetworkingConfig"] = {"EndpointsConfig": {spec["network"]: {"Aliases": spec.get("aliases") or []}}}
+    return body
+
+
+def plan(api: DockerAPI, specs: list[dict]) -> list[dict]:
+    """Per container: what it needs (create, recreate, start, restart, policy update or nothing)."""
+    steps = []
+    image_ids: dict = {}
+    for spec in specs:
+        name = spec["name"]
+        body = create_body(spec)  # raises SpecError on bad input, before anything changes
+        if spec["image"] not in image_ids:
+            image = api.image(spec["image"])
+            image_ids[spec["image"]] = image["Id"] if image else None
+        image_id = image_ids[spec["image"]]
+        current = api.container(name)
+        step = {"name": name, "spec": spec, "body": body, "image_id": image_id, "recreate": False,
+                "start": False, "restart": False, "update_policy": False, "reason": ""}
+        if current is None:
+            step.update(recreate=True, reason="missing")
+        elif (current["Config"].get("Labels") or {}).get(HASH_LABEL) != body["Labels"][HASH_LABEL]:
+            step.update(recreate=True, reason="configuration changed")
+        elif image_id is not None and current.get("Image") != image_id:
+            step.update(recreate=True, reason=f"image {spec['image']} is another image")
+        else:
+            policy = (current["HostConfig"].get("RestartPolicy") or {}).get("Name") or "no"
+            step["update_policy"] = policy != body["HostConfig"]["RestartPolicy"]["Name"]
+            running = current["State"].get("Running") and not current["State"].get("Paused")
+            step["start"] = not running
+            step["restart"] = bool(running and spec.get("restart"))
+        step["exists"] = current is not None
+        steps.append(step)
+    return steps
+
+
+def action(step: dict) -> str:
+    if step["recreate"]:
+        return "recreated" if step["exists"] else "created"
+    done = (["updated"] if step["update_policy"] else []) + (["started"] if step["start"] else []) + (
+        ["restarted"] if step["restart"] else [])
+    return ", ".join(done) or "unchanged"
+
+
+def wait_healthy(api: DockerAPI, name: str, timeout: int) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = (api.container(name) or {}).get("State") or {}
+        health = (state.get("Health") or {}).get("Status")
+        if health == "healthy" or (health is None and state.get("Running")):
+            return
+        if not state.get("Running") and not state.get("Restarting"):
+            raise DockerAPIError(f"{name} exited (code {state.get('ExitCode')}) before it turned healthy; "
+                                 f"see docker logs {name}")
+        if time.monotonic() > deadline:
+            raise DockerAPIError(f"{name} is not healthy after {timeout} s (health: {health}); "
+                                 f"see docker inspect {name}")
+        time.sleep(1)
+
+
+def apply(api: DockerAPI, steps: list[dict], healthy_wait_timeout: int, start_delay: int) -> None:
+    """Carry the plan out: stop and remove side by side, then create and start in order."""
+    missing = [s["spec"]["image"] for s in steps if s["recreate"] and s["image_id"] is None]
+    if missing:
+        raise DockerAPIError(f"image(s) {sorted(set(missing))} are not on this node; the container_images "
+                             "role puts them there (site.yml runs it first), or pull them")
+    replaced = [s for s in steps if s["recreate"] and s["exists"]]
+
+    def remove(step: dict) -> None:
+        api.stop(step["name"], int(step["spec"].get("stop_timeout") or 10))
+        api.remove_container(step["name"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(remove, replaced))
+    for step in steps:
+        if step["recreate"]:
+            api.create_container(step["name"], step["body"])
+        elif step["update_policy"]:
+            api.update_container(step["name"], {"RestartPolicy": step["body"]["HostConfig"]["RestartPolicy"]})
+    started = 0
+    for step in steps:
+        if not (step["recreate"] or step["start"] or step["restart"]):
+            continue
+        if started and start_delay > 0:
+            time.sleep(start_delay)
+        if step["restart"]:
+            api.restart(step["name"], int(step["spec"].get("stop_timeout") or 10))
+        else:
+            api.start(step["name"])
+        started += 1
+        if healthy_wait_timeout > 0:
+            wait_healthy(api, step["name"], healthy_wait_timeout)
+
+
+def main() -> None:
+    mount = {"type": {"type": "str", "choices": ["bind", "volume"], "default": "volume"},
+             "source": {"type": "str", "required": True}, "target": {"type": "str", "required": True},
+             "read_only": {"type": "bool", "default": False}, "no_copy": {"type": "bool", "default": False}}
+    device_request = {"driver": {"type": "str"}, "count": {"type": "int", "default": 0},
+                      "device_ids": {"type": "list", "elements": "str", "default": []},
+                      "capabilities": {"type": "list", "elements": "list", "default": []}}
+    healthcheck = {"test": {"type": "list", "elements": "str", "required": True},
+                   "interval": {"type": "str", "default": "30s"}, "timeout": {"type": "str", "default": "30s"},
+                   "retries": {"type": "int", "default": 3}, "start_period": {"type": "str", "default": "0s"}}
+    container = {
+        "name": {"type": "str", "required": True},
+        "image": {"type": "str", "required": True},
+        "hostname": {"type": "str"},
+        "command": {"type": "list", "elements": "str"},
+        "working_dir": {"type": "str"},
+        "env": {"type": "dict", "default": {}},
+        "labels": {"type": "dict", "default": {}},
+        "init": {"type": "bool", "default": False},
+        "runtime": {"type": "str"},
+        "device_requests": {"type": "list", "elements": "dict", "default": [], "options": device_request},
+        "mounts": {"type": "list", "elements": "dict", "default": [], "options": mount},
+        "network": {"type": "str"},
+        "aliases": {"type": "list", "elements": "str", "default": []},
+        "published_ports": {"type": "list", "elements": "str", "default": []},
+        "restart_policy": {"type": "str", "choices": ["no", "always", "unless-stopped", "on-failure"],
+                           "default": "unless-stopped"},
+        "stop_timeout": {"type": "int"},
+        "healthcheck": {"type": "dict", "options": healthcheck},
+        "restart": {"type": "bool", "default": False},
+    }
+    module = AnsibleModule(
+        argument_spec={
+            "containers": {"type": "list", "elements": "dict", "required": True, "options": container},
+            "healthy_wait_timeout": {"type": "int", "default": 0},
+            "start_delay": {"type": "int", "default": 0},
+            "docker_socket": {"type": "path", "default": "/var/run/docker.sock"},
+        },
+        supports_check_mode=True,
+    )
+    specs = module.params["containers"]
+    names = [spec["name"] for spec in specs]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        module.fail_json(msg=f"containers named more than once: {duplicated}")
+    api = DockerAPI(module.params["docker_socket"])
+    try:
+        steps = plan(api, specs)
+        changed = any(action(step) != "unchanged" for step in steps)
+        if changed and not module.check_mode:
+            apply(api, steps, module.params["healthy_wait_timeout"], module.params["start_delay"])
+    except (SpecError, DockerAPIError) as error:
+        module.fail_json(msg=str(error))
+    report = [dict({"name": s["name"], "action": action(s)}, **({"reason": s["reason"]} if s["reason"] else {}))
+              for s in steps]
+    module.exit_json(changed=changed, containers=report)
+
+
+if __name__ == "__main__":
+    main()

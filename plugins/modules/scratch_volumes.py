@@ -1,0 +1,196 @@
+#!/usr/bin/python
+"""Ansible module: scratch directories on a node and the Docker volumes bound to them, in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: scratch_volumes
+short_description: Create scratch directories and the Docker volumes bound to them, in one call
+version_added: 0.2.0
+author: terafleet developers
+description:
+  - Creates each directory in O(directories) (with missing parents) and sets its owner, group and mode,
+    then makes sure each volume in O(volumes) exists as a C(local) volume bound to its directory.
+  - One module run per node instead of one per directory and one per volume.
+  - An existing volume bound to another directory fails the task with both paths; Docker cannot change
+    a volume's options, and removing it is for the admin to decide.
+options:
+  directories:
+    description: Directories, parents first.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: Absolute path., type: path, required: true}
+      mode: {description: Octal mode, as a string (C("0750"))., type: str, required: true}
+  owner:
+    description: Owner of every directory in O(directories).
+    type: str
+    default: root
+  group:
+    description: Group of every directory in O(directories).
+    type: str
+    default: root
+  volumes:
+    description: Volumes bound to directories (C(local) driver, C(type=none), C(o=bind)).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name: {description: Volume name., type: str, required: true}
+      device: {description: Directory the volume binds; it must exist or be in O(directories)., type: path, required: true}
+      labels: {description: Labels of a new volume; an existing volume keeps its own., type: dict, default: {}}
+  docker_socket:
+    description: The engine's unix socket.
+    type: path
+    default: /var/run/docker.sock
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+requirements:
+  - A Docker engine with API 1.41 (Docker 20.10) or newer.
+"""
+
+EXAMPLES = r"""
+- name: Scratch for two servers
+  terafleet.cluster.scratch_volumes:
+    directories:
+      - {path: /lstor/terafleet, mode: "0755"}
+      - {path: /lstor/terafleet/scratch/node1-gpu0, mode: "0750"}
+      - {path: /lstor/terafleet/scratch/node1-gpu1, mode: "0750"}
+    volumes:
+      - {name: terafleet-scratch-gpu0, device: /lstor/terafleet/scratch/node1-gpu0}
+      - {name: terafleet-scratch-gpu1, device: /lstor/terafleet/scratch/node1-gpu1}
+"""
+
+RETURN = r"""
+directories:
+  description: The directories created or changed (owner, group or mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [/lstor/terafleet/scratch/node1-gpu1]
+volumes:
+  description: The volumes created.
+  returned: always
+  type: list
+  elements: str
+  sample: [terafleet-scratch-gpu1]
+"""
+
+import grp
+import os
+import pwd
+import re
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
+except ImportError:  # unit tests import the plugins as plain modules
+    from docker_api import DockerAPI, DockerAPIError
+
+OCTAL_MODE = re.compile(r"^0?[0-7]{3,4}$")
+
+
+class ScratchError(Exception):
+    """A directory or volume cannot be made as asked."""
+
+
+def resolve_ids(owner: str, group: str) -> tuple[int, int]:
+    try:
+        uid = pwd.getpwnam(owner).pw_uid
+    except KeyError as error:
+        raise ScratchError(f"no user {owner!r} on this node") from error
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError as error:
+        raise ScratchError(f"no group {group!r} on this node") from error
+    return uid, gid
+
+
+def ensure_directory(path: str, mode: str, uid: int, gid: int, check_mode: bool) -> bool:
+    """Make `path` a directory with this owner and mode; True when something changed."""
+    if not OCTAL_MODE.match(mode):
+        raise ScratchError(f"{path}: mode {mode!r} is not an octal mode such as '0750'")
+    if not os.path.isabs(path):
+        raise ScratchError(f"{path}: not an absolute path")
+    wanted = int(mode, 8)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if not check_mode:
+            os.makedirs(path, exist_ok=True)
+            os.chown(path, uid, gid)
+            os.chmod(path, wanted)
+        return True
+    if not stat.S_ISDIR(info.st_mode):
+        raise ScratchError(f"{path} exists and is not a directory")
+    changed = False
+    if (info.st_uid, info.st_gid) != (uid, gid):
+        changed = True
+        if not check_mode:
+            os.chown(path, uid, gid)
+    if stat.S_IMODE(info.st_mode) != wanted:
+        changed = True
+        if not check_mode:
+            os.chmod(path, wanted)
+    return changed
+
+
+def ensure_volume(api: DockerAPI, name: str, device: str, labels: dict, check_mode: bool) -> bool:
+    """A local volume `name` bound to `device`; True when it was created."""
+    current = api.volume(name)
+    if current is not None:
+        bound = (current.get("Options") or {}).get("device")
+        if current.get("Driver") != "local" or os.path.normpath(bound or "") != os.path.normpath(device):
+            raise ScratchError(
+                f"volume {name} exists with driver {current.get('Driver')} bound to {bound!r}, not to {device}; "
+                f"stop the containers using it and remove it (docker volume rm {name}) to have it recreated")
+        return False
+    if not check_mode:
+        api.create_volume({"Name": name, "Driver": "local",
+                           "DriverOpts": {"type": "none", "o": "bind", "device": device},
+                           "Labels": {str(k): str(v) for k, v in labels.items()}})
+    return True
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "directories": {"type": "list", "elements": "dict", "default": [],
+                            "options": {"path": {"type": "path", "required": True},
+                                        "mode": {"type": "str", "required": True}}},
+            "owner": {"type": "str", "default": "root"},
+            "group": {"type": "str", "default": "root"},
+            "volumes": {"type": "list", "elements": "dict", "default": [],
+                        "options": {"name": {"type": "str", "required": True},
+                                    "device": {"type": "path", "required": True},
+                                    "labels": {"type": "dict", "default": {}}}},
+            "docker_socket": {"type": "path", "default": "/var/run/docker.sock"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    changed_dirs: list[str] = []
+    created_volumes: list[str] = []
+    try:
+        uid, gid = resolve_ids(params["owner"], params["group"])
+        for directory in params["directories"]:
+            if ensure_directory(directory["path"], directory["mode"], uid, gid, module.check_mode):
+                changed_dirs.append(directory["path"])
+        api = DockerAPI(params["docker_socket"])
+        for volume in params["volumes"]:
+            if ensure_volume(api, volume["name"], volume["device"], volume["labels"], module.check_mode):
+                created_volumes.append(volume["name"])
+    except (ScratchError, DockerAPIError, OSError) as error:
+        module.fail_json(msg=str(error), directories=changed_dirs, volumes=created_volumes)
+    module.exit_json(changed=bool(changed_dirs or created_volumes), directories=changed_dirs,
+                     volumes=created_volumes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""docker_containers: the engine configuration it asks for, and what it decides to do, against an engine
+double that keeps containers the way the Docker API reports them."""
+
+import copy
+
+import pytest
+
+from docker_api import DockerAPIError
+from docker_containers import HASH_LABEL, SpecError, action, apply, create_body, duration_ns, plan, port_bindings
+
+SERVER = {
+    "name": "terachem-gpu0", "hostname": "terachem-gpu0", "image": "mtzgroup/terachem:1.9", "init": True,
+    "command": ["terachem", "-s", "11111"], "working_dir": "/scratch", "env": {"OMP_NUM_THREADS": 4},
+    "runtime": None, "restart_policy": "unless-stopped", "restart": False,
+    "device_requests": [{"driver": "nvidia", "count": 0, "device_ids": ["0", "1"], "capabilities": [["gpu"]]}],
+    "mounts": [{"type": "volume", "source": "terafleet-scratch-gpu0", "target": "/scratch", "read_only": False,
+                "no_copy": True},
+               {"type": "bind", "source": "/etc/terafleet/terachem/license.key",
+                "target": "/opt/terachem/license.key", "read_only": True, "no_copy": False}],
+    "network": "terafleet", "aliases": ["terachem-gpu0"], "published_ports": ["0.0.0.0:11111:11111"],
+    "stop_timeout": 30,
+    "healthcheck": {"test": ["CMD", "true"], "interval": "10s", "timeout": "5s", "retries": 3,
+                    "start_period": "1m30s"},
+    "labels": {"org.terafleet.role": "terachem", "org.terafleet.gpus": "0,1"},
+}
+
+
+def spec(**changes) -> dict:
+    return dict(copy.deepcopy(SERVER), **changes)
+
+
+class Engine:
+    """The calls DockerAPI makes, on containers held the way the engine's inspect returns them."""
+
+    def __init__(self, images: dict[str, str] | None = None):
+        self.images = images if images is not None else {"mtzgroup/terachem:1.9": "sha256:aaa"}
+        self.containers: dict[str, dict] = {}
+        self.calls: list[tuple] = []
+
+    def image(self, reference):
+        return {"Id": self.images[reference]} if reference in self.images else None
+
+    def container(self, name):
+        return copy.deepcopy(self.containers.get(name))
+
+    def create_container(self, name, body):
+        self.calls.append(("create", name))
+        self.containers[name] = {"Image": self.images[body["Image"]], "Config": {"Labels": body["Labels"]},
+                                 "HostConfig": copy.deepcopy(body["HostConfig"]),
+                                 "State": {"Running": False, "Paused": False}}
+        return name
+
+    def start(self, name):
+        self.calls.append(("start", name))
+        self.containers[name]["State"]["Running"] = True
+
+    def stop(self, name, timeout):
+        self.calls.append(("stop", name, timeout))
+        self.containers[name]["State"]["Running"] = False
+
+    def restart(self, name, timeout):
+        self.calls.append(("restart", name, timeout))
+
+    def remove_container(self, name):
+        self.calls.append(("remove", name))
+        del self.containers[name]
+
+    def update_container(self, name, body):
+        self.calls.append(("update", name, body))
+        self.containers[name]["HostConfig"].update(body)
+
+
+def converge(engine: Engine, specs: list[dict], **options) -> list[str]:
+    steps = plan(engine, specs)
+    if any(action(step) != "unchanged" for step in steps):
+        apply(engine, steps, options.get("healthy_wait_timeout", 0), options.get("start_delay", 0))
+    return [action(step) for step in steps]
+
+
+def test_create_body_is_what_docker_run_would_ask_for():
+    body = create_body(SERVER)
+    host = body["HostConfig"]
+    assert body["Image"] == "mtzgroup/terachem:1.9"
+    assert body["Cmd"] == ["terachem", "-s", "11111"] and body["WorkingDir"] == "/scratch"
+    assert body["Env"] == ["OMP_NUM_THREADS=4"]
+    assert body["StopTimeout"] == 30
+    assert host["Init"] is True and host["RestartPolicy"] == {"Name": "unless-stopped"}
+    assert host["DeviceRequests"] == [{"Driver": "nvidia", "Count": 0, "DeviceIDs": ["0", "1"],
+                                       "Capabilities": [["gpu"]]}]
+    assert host["Mounts"][0] == {"Type": "volume", "Source": "terafleet-scratch-gpu0", "Target": "/scratch",
+                                 "ReadOnly": False, "VolumeOptions": {"NoCopy": True}}
+    assert host["Mounts"][1]["ReadOnly"] is True and "VolumeOptions" not in host["Mounts"][1]
+    assert host["PortBindings"] == {"11111/tcp": [{"HostIp": "0.0.0.0", "HostPort": "11111"}]}
+    assert body["ExposedPorts"] == {"11111/tcp": {}}
+    assert host["NetworkMode"] == "terafleet"
+    assert body["NetworkingConfig"] == {"EndpointsConfig": {"terafleet": {"Aliases": ["terachem-gpu0"]}}}
+    assert body["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 10 * 10**9, "Timeout": 5 * 10**9,
+                                   "Retries": 3, "StartPeriod": 90 * 10**9}
+    assert "Runtime" not in host
+    assert body["Labels"]["org.terafleet.gpus"] == "0,1" and len(body["Labels"][HASH_LABEL]) == 64
+
+
+def test_nvidia_runtime_and_no_network():
+    body = create_body(spec(runtime="nvidia", device_requests=[], network=None, published_ports=[]))
+    assert body["HostConfig"]["Runtime"] == "nvidia"
+    assert "NetworkingConfig" not in body and "NetworkMode" not in body["HostConfig"]
+
+
+@pytest.mark.parametrize("value, ns", [("10s", 10 * 10**9), ("500ms", 5 * 10**8), ("1m30s", 90 * 10**9),
+                                       ("2h", 7200 * 10**9), (15, 15 * 10**9), ("0s", 0)])
+def test_durations(value, ns):
+    assert duration_ns(value, "interval") == ns
+
+
+@pytest.mark.parametrize("value", ["ten seconds", "10 s", "1d", "-5s", "s"])
+def test_bad_durations_name_the_value(value):
+    with pytest.raises(SpecError, match=repr(value).replace("(", r"\(")):
+        duration_ns(value, "terachem-gpu0 healthcheck interval")
+
+
+@pytest.mark.parametrize("ports, expected", [
+    (["11111:11111"], {"11111/tcp": [{"HostIp": "", "HostPort": "11111"}]}),
+    (["10.0.0.5:11112:11111"], {"11111/tcp": [{"HostIp": "10.0.0.5", "HostPort": "11112"}]}),
+    (["[::1]:8080:80/tcp", "0.0.0.0:53:53/udp"], {"80/tcp": [{"HostIp": "::1", "HostPort": "8080"}],
+                                                  "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "53"}]}),
+])
+def test_port_bindings(ports, expected):
+    assert port_bindings(ports, "c") == expected
+
+
+@pytest.mark.parametrize("bad", ["11111", "0.0.0.0:port:11111", "1:2:3/icmp"])
+def test_bad_port_is_refused_with_the_entry(bad):
+    with pytest.raises(SpecError, match="published port"):
+        port_bindings([bad], "terachem-gpu0")
+
+
+def test_no_copy_on_a_bind_is_refused():
+    mounts = [{"type": "bind", "source": "/etc/x", "target": "/x", "read_only": True, "no_copy": True}]
+    with pytest.raises(SpecError, match="no_copy applies to volume mounts"):
+        create_body(spec(mounts=mounts))
+
+
+def test_hash_ignores_how_values_are_typed_but_not_what_they_are():
+    assert create_body(spec(env={"OMP_NUM_THREADS": "4"}))["Labels"][HASH_LABEL] == \
+        create_body(SERVER)["Labels"][HASH_LABEL]
+    assert create_body(spec(env={"OMP_NUM_THREADS": "8"}))["Labels"][HASH_LABEL] != \
+        create_body(SERVER)["Labels"][HASH_LABEL]
+    # The restart policy is changed in place, so it is not part of the hash.
+    assert create_body(spec(restart_policy="always"))["Labels"][HASH_LABEL] == \
+        create_body(SERVER)["Labels"][HASH_LABEL]
+
+
+def test_first_run_creates_and_starts_then_second_run_changes_nothing():
+    engine = Engine()
+    specs = [SERVER, spec(name="terachem-gpu2")]
+    assert converge(engine, specs) == ["created", "created"]
+    assert engine.calls == [("create", "terachem-gpu0"), ("create", "terachem-gpu2"),
+                            ("start", "terachem-gpu0"), ("start", "terachem-gpu2")]
+    engine.calls.clear()
+    assert converge(engine, specs) == ["unchanged", "unchanged"]
+    assert engine.calls == []
+
+
+def test_changed_configuration_recreates_only_that_container_with_its_stop_timeout():
+    engine = Engine()
+    other = spec(name="terachem-gpu2")
+    converge(engine, [SERVER, other])
+    engine.calls.clear()
+    assert converge(engine, [spec(env={"OMP_NUM_THREADS": 8}), other]) == ["recreated", "unchanged"]
+    assert engine.calls == [("stop", "terachem-gpu0", 30), ("remove", "terachem-gpu0"),
+                            ("create", "terachem-gpu0"), ("start", "terachem-gpu0")]
+
+
+def test_a_tag_that_now_names_another_image_recreates():
+    engine = Engine()
+    converge(engine, [SERVER])
+    engine.images["mtzgroup/terachem:1.9"] = "sha256:bbb"
+    steps = plan(engine, [SERVER])
+    assert action(steps[0]) == "recreated" and "another image" in steps[0]["reason"]
+
+
+def test_policy_set_to_no_by_the_watchdog_is_restored_in_place_and_the_container_started():
+    engine = Engine()
+    converge(engine, [SERVER])
+    engine.containers["terachem-gpu0"]["HostConfig"]["RestartPolicy"] = {"Name": "no"}
+    engine.containers["terachem-gpu0"]["State"]["Running"] = False
+    engine.calls.clear()
+    assert converge(engine, [SERVER]) == ["updated, started"]
+    assert engine.calls == [("update", "terachem-gpu0", {"RestartPolicy": {"Name": "unless-stopped"}}),
+                            ("start", "terachem-gpu0")]
+
+
+def test_restart_is_asked_only_of_running_unchanged_containers():
+    engine = Engine()
+    converge(engine, [SERVER])
+    engine.calls.clear()
+    assert converge(engine, [spec(restart=True)]) == ["restarted"]
+    assert engine.calls == [("restart", "terachem-gpu0", 30)]
+
+
+def test_a_missing_image_fails_before_any_container_changes():
+    engine = Engine()
+    converge(engine, [SERVER])
+    engine.calls.clear()
+    with pytest.raises(DockerAPIError, match=r"\['mtzgroup/terachem:2.0'\] are not on this node"):
+        converge(engine, [spec(image="mtzgroup/terachem:2.0")])
+    assert engine.calls == []
+
+
+def test_check_mode_plan_touches_nothing():
+    engine = Engine()
+    steps = plan(engine, [SERVER])
+    assert action(steps[0]) == "created" and engine.calls == [] and engine.containers == {}
+
+
+def test_staggered_start_waits_for_each_to_turn_healthy(monkeypatch):
+    engine = Engine()
+    waited = []
+    monkeypatch.setattr("docker_containers.wait_healthy", lambda api, name, timeout: waited.append((name, timeout)))
+    converge(engine, [SERVER, spec(name="terachem-gpu2")], healthy_wait_timeout=120)
+    assert waited == [("terachem-gpu0", 120), ("terachem-gpu2", 120)]
