@@ -11,13 +11,13 @@ registry=registry:5000/terafleet
 ip=$(hostname -I | awk '{print $1}')
 
 apt-get update -q >/dev/null
-apt-get install -y -q docker.io gnupg >/dev/null
+apt-get install -y -q docker.io >/dev/null
 mkdir -p /etc/docker
 printf '{"insecure-registries": ["registry:5000"], "live-restore": true}\n' >/etc/docker/daemon.json
 if [[ $role == gpu ]]; then
   python3 -c 'import urllib.request,sys; sys.stdout.buffer.write(urllib.request.urlopen("http://aptrepo/gpgkey").read())' \
-    | gpg --batch --yes --dearmor --output /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
-  echo "deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] http://aptrepo/stable/deb/\$(ARCH) /" \
+    >/usr/share/keyrings/nvidia-container-toolkit-keyring.asc
+  echo "deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.asc] http://aptrepo/stable/deb/\$(ARCH) /" \
     >/etc/apt/sources.list.d/nvidia-container-toolkit.list
   apt-get update -q >/dev/null
   apt-get install -y -q nvidia-container-toolkit >/dev/null

@@ -69,8 +69,8 @@ def test_container_without_gpus_is_not_touched_by_the_hook(host):
 def test_toolkit_came_from_the_signed_repository(host):
     assert host.package("nvidia-container-toolkit").is_installed
     sources = host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.list").content_string
-    assert "signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg" in sources
-    keyring = host.file("/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg")
+    assert "signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.asc" in sources
+    keyring = host.file("/usr/share/keyrings/nvidia-container-toolkit-keyring.asc")
     assert keyring.is_file and keyring.size > 0
     policy = host.check_output("apt-cache policy nvidia-container-toolkit")
     assert "http://aptrepo/stable/deb/" in policy
