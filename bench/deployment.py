@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import re
+import resource
 import secrets
 import subprocess
 import sys
@@ -109,12 +110,24 @@ def passwords(work: Path) -> Path:
     return path
 
 
+# Per playbook label: the controller's CPU seconds (ansible-playbook, its workers and their docker exec
+# clients; the modules themselves run in the nodes) and the host-tasks the recap counts.
+CONTROLLER: dict[str, dict] = {}
+
+
 def playbook(hosts: Path, name: str, *args: str, label: str) -> tuple[float, int]:
     """Run a playbook; return its wall time and the total of `changed` over the recap. Its output, with the
     profile_tasks timings, goes to bench/logs/LABEL.log."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     elapsed, result = run([str(BIN / "ansible-playbook"), "-i", str(hosts), str(REPO / name), *args],
                           log=LOGS / f"{label}.log", cwd=REPO, env=ansible_env())
-    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout.split("PLAY RECAP")[-1]))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    recap = result.stdout.split("PLAY RECAP")[-1]
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", recap))
+    CONTROLLER[label] = {"cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+                         "host_tasks": sum(int(n) for n in re.findall(r"ok=(\d+)", recap))}
+    log(f"{label}: {elapsed:.1f} s wall, controller {CONTROLLER[label]['cpu_s']:.1f} CPU-s, "
+        f"{CONTROLLER[label]['host_tasks']} host-tasks")
     return elapsed, changed
 
 
@@ -160,6 +173,9 @@ def bench_converge() -> None:
     row("converge / floor", f"{converge / floor_s:.2f}", "target <= 1.5")
     row("no-op re-run", f"{noop:.1f} s = {100 * noop / converge:.0f} % of the converge, changed={noop_changed}",
         "target <= 15 %, changed=0")
+    row("controller CPU, fresh converge / no-op (host-tasks)",
+        f"{CONTROLLER['converge']['cpu_s']:.1f} CPU-s ({CONTROLLER['converge']['host_tasks']}) / "
+        f"{CONTROLLER['noop']['cpu_s']:.1f} CPU-s ({CONTROLLER['noop']['host_tasks']})")
 
 
 def bench_gpu_sets() -> None:

@@ -12,8 +12,9 @@ import socket
 import urllib.parse
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
-# Docker 20.10 speaks 1.41; every call used here exists in it.
-API_VERSION = "1.41"
+# Docker 20.10 speaks 1.41, and every call and field used here exists in it. Newer engines are spoken to
+# in their own version (Docker 29 refuses clients below 1.44); the fields used are unchanged there.
+MIN_API_VERSION = (1, 41)
 
 
 class DockerAPIError(Exception):
@@ -42,19 +43,37 @@ class DockerAPI:
     def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout: float = 60.0):
         self.socket_path = socket_path
         self.timeout = timeout
+        self._version: str | None = None
+
+    @property
+    def version(self) -> str:
+        """The engine's own API version, asked once (the unversioned /version answers every client)."""
+        if self._version is None:
+            answer = self.call("GET", "/version", versioned=False)
+            version = str(answer.get("ApiVersion", "")) if isinstance(answer, dict) else ""
+            try:
+                parts = tuple(int(p) for p in version.split("."))
+            except ValueError:
+                parts = ()
+            if parts < MIN_API_VERSION:
+                raise DockerAPIError(f"the Docker engine at {self.socket_path} speaks API {version or '?'}; "
+                                     "terafleet needs 1.41 (Docker 20.10) or newer")
+            self._version = version
+        return self._version
 
     def call(self, method: str, path: str, params: dict | None = None, body: object = None,
-             timeout: float | None = None, missing_ok: bool = False) -> object:
+             timeout: float | None = None, missing_ok: bool = False, versioned: bool = True) -> object:
         """One API call; the decoded JSON answer (None for an empty one, or a 404 when missing_ok)."""
         query = "?" + urllib.parse.urlencode(params) if params else ""
+        prefix = f"/v{self.version}" if versioned else ""
         connection = _UnixConnection(self.socket_path, timeout or self.timeout)
         try:
             payload = None if body is None else json.dumps(body).encode()
             headers = {"Content-Type": "application/json"} if payload is not None else {}
-            connection.request(method, f"/v{API_VERSION}{path}{query}", body=payload, headers=headers)
+            connection.request(method, f"{prefix}{path}{query}", body=payload, headers=headers)
             response = connection.getresponse()
             data = response.read()
-        except OSError as error:
+        except (OSError, http.client.HTTPException) as error:
             raise DockerAPIError(f"cannot reach the Docker engine at {self.socket_path}: {error}") from error
         finally:
             connection.close()
@@ -62,12 +81,16 @@ class DockerAPI:
             return None
         if response.status >= 400:
             try:
-                message = json.loads(data).get("message", "")
+                answer = json.loads(data)
+                message = answer.get("message", "") if isinstance(answer, dict) else str(answer)
             except ValueError:
                 message = data.decode(errors="replace").strip()
             raise DockerAPIError(f"{method} {path}: {message or response.reason} (HTTP {response.status})",
                                  response.status)
-        return json.loads(data) if data.strip() else None
+        try:
+            return json.loads(data) if data.strip() else None
+        except ValueError as error:
+            raise DockerAPIError(f"{method} {path}: the engine's answer is not JSON: {data[:200]!r}") from error
 
     # The calls the modules make, named for what they do.
     def container(self, name: str) -> dict | None:
@@ -95,6 +118,12 @@ class DockerAPI:
 
     def update_container(self, name: str, body: dict) -> None:
         self.call("POST", f"/containers/{urllib.parse.quote(name)}/update", body=body)
+
+    def network(self, name: str) -> dict | None:
+        return self.call("GET", f"/networks/{urllib.parse.quote(name)}", missing_ok=True)
+
+    def info(self) -> dict:
+        return self.call("GET", "/info")
 
     def volume(self, name: str) -> dict | None:
         return self.call("GET", f"/volumes/{urllib.parse.quote(name)}", missing_ok=True)

@@ -19,9 +19,9 @@ description:
   - The restart policy is compared on its own and changed in place, so a policy the terafleet watchdog
     set to C(no) for a crash loop is restored without recreating the container. A stopped container
     is started.
-  - Recreated containers are stopped side by side, then every container is created and started in the
-    order given. With O(healthy_wait_timeout), each started container must turn healthy before the
-    next starts.
+  - Recreated containers are stopped side by side, then the containers are created and started, four
+    at a time. With O(healthy_wait_timeout) or O(start_delay), they start one after another in the order
+    given, and with O(healthy_wait_timeout) each must turn healthy before the next starts.
   - Talks to the engine through its unix socket with the Python standard library only.
 options:
   containers:
@@ -184,7 +184,11 @@ attributes:
     support: none
 notes:
   - Only the containers listed are touched; removing one from the list leaves it running.
-  - Images are not pulled; a missing image fails the task before any container is changed.
+  - Images are not pulled; a missing image fails the task before any container is changed, and so do a
+    missing bind source, network or OCI runtime of a container to be created.
+  - A container the engine refuses to create or start does not keep the others from starting; the task
+    fails afterwards naming each refusal.
+  - A paused container is left paused.
 requirements:
   - A Docker engine with API 1.41 (Docker 20.10) or newer.
 """
@@ -237,6 +241,7 @@ containers:
 
 import hashlib
 import json
+import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -254,6 +259,8 @@ UNIT_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 PORT = re.compile(r"^(?:(?P<address>.*):)?(?P<node>\d+):(?P<container>\d+)(?:/(?P<protocol>tcp|udp|sctp))?$")
 # The keys of a container's spec that are not part of its configuration hash.
 NOT_HASHED = ("restart", "restart_policy")
+# Containers created and started at once when no staggered start is asked for.
+PARALLEL_STARTS = 4
 
 
 class SpecError(Exception):
@@ -294,7 +301,9 @@ def normalized(spec: dict) -> dict:
 
 
 def config_hash(spec: dict) -> str:
-    hashed = {key: value for key, value in normalized(spec).items() if key not in NOT_HASHED}
+    """Only options that are set count, so an option added to this module later changes no hash."""
+    hashed = {key: value for key, value in normalized(spec).items()
+              if key not in NOT_HASHED and value not in (None, "", [], {}, False)}
     return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
 
 
@@ -353,6 +362,29 @@ def create_body(spec: dict) -> dict:
     return body
 
 
+def check_prerequisites(api: DockerAPI, specs: list[dict]) -> None:
+    """What the engine would refuse only at create or start, found before any container is touched: a
+    bind source missing on the node, a network or an OCI runtime the engine does not have."""
+    networks: dict = {}
+    runtimes = None
+    for spec in specs:
+        for mount in spec.get("mounts") or []:
+            if (mount.get("type") or "volume") == "bind" and not os.path.exists(mount["source"]):
+                raise SpecError(f"{spec['name']}: bind source {mount['source']} does not exist on this node")
+        network = spec.get("network")
+        if network:
+            if network not in networks:
+                networks[network] = api.network(network) is not None
+            if not networks[network]:
+                raise SpecError(f"{spec['name']}: network {network} does not exist on this node")
+        if spec.get("runtime"):
+            if runtimes is None:
+                runtimes = set((api.info().get("Runtimes") or {}))
+            if spec["runtime"] not in runtimes:
+                raise SpecError(f"{spec['name']}: the engine has no runtime {spec['runtime']!r} "
+                                f"(it has {sorted(runtimes)}); register it (nvidia_container_toolkit role)")
+
+
 def plan(api: DockerAPI, specs: list[dict]) -> list[dict]:
     """Per container: what it needs (create, recreate, start, restart, policy update or nothing)."""
     steps = []
@@ -376,7 +408,7 @@ def plan(api: DockerAPI, specs: list[dict]) -> list[dict]:
         else:
             policy = (current["HostConfig"].get("RestartPolicy") or {}).get("Name") or "no"
             step["update_policy"] = policy != body["HostConfig"]["RestartPolicy"]["Name"]
-            running = current["State"].get("Running") and not current["State"].get("Paused")
+            running = bool(current["State"].get("Running"))  # a paused container is left paused
             step["start"] = not running
             step["restart"] = bool(running and spec.get("restart"))
         step["exists"] = current is not None
@@ -408,38 +440,59 @@ def wait_healthy(api: DockerAPI, name: str, timeout: int) -> None:
         time.sleep(1)
 
 
+def stop_timeout(step: dict) -> int:
+    value = step["spec"].get("stop_timeout")
+    return 10 if value is None else int(value)
+
+
 def apply(api: DockerAPI, steps: list[dict], healthy_wait_timeout: int, start_delay: int) -> None:
-    """Carry the plan out: stop and remove side by side, then create and start in order."""
+    """Carry the plan out: stop and remove side by side, then create and start in order. A container the
+    engine refuses does not keep the others from starting; every refusal is reported at the end."""
     missing = [s["spec"]["image"] for s in steps if s["recreate"] and s["image_id"] is None]
     if missing:
         raise DockerAPIError(f"image(s) {sorted(set(missing))} are not on this node; the container_images "
                              "role puts them there (site.yml runs it first), or pull them")
     replaced = [s for s in steps if s["recreate"] and s["exists"]]
+    errors: list[str] = []
 
     def remove(step: dict) -> None:
-        api.stop(step["name"], int(step["spec"].get("stop_timeout") or 10))
+        api.stop(step["name"], stop_timeout(step))
         api.remove_container(step["name"])
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(remove, replaced))
-    for step in steps:
-        if step["recreate"]:
-            api.create_container(step["name"], step["body"])
-        elif step["update_policy"]:
-            api.update_container(step["name"], {"RestartPolicy": step["body"]["HostConfig"]["RestartPolicy"]})
-    started = 0
-    for step in steps:
-        if not (step["recreate"] or step["start"] or step["restart"]):
-            continue
-        if started and start_delay > 0:
-            time.sleep(start_delay)
-        if step["restart"]:
-            api.restart(step["name"], int(step["spec"].get("stop_timeout") or 10))
-        else:
-            api.start(step["name"])
-        started += 1
-        if healthy_wait_timeout > 0:
-            wait_healthy(api, step["name"], healthy_wait_timeout)
+    # Side by side, each with its own stop timeout (a worker's warm shutdown may take hours).
+    if replaced:
+        with ThreadPoolExecutor(max_workers=len(replaced)) as pool:
+            list(pool.map(remove, replaced))
+    def bring_up(step: dict) -> None:
+        """Create (or update the policy of) one container, then start or restart it as planned."""
+        try:
+            if step["recreate"]:
+                api.create_container(step["name"], step["body"])
+            elif step["update_policy"]:
+                api.update_container(step["name"], {"RestartPolicy": step["body"]["HostConfig"]["RestartPolicy"]})
+            if step["restart"]:
+                api.restart(step["name"], stop_timeout(step))
+            elif step["recreate"] or step["start"]:
+                api.start(step["name"])
+            if healthy_wait_timeout > 0 and (step["recreate"] or step["start"] or step["restart"]):
+                wait_healthy(api, step["name"], healthy_wait_timeout)
+        except DockerAPIError as error:
+            errors.append(f"{step['name']}: {error}")
+
+    if healthy_wait_timeout > 0 or start_delay > 0:
+        # The staggered start: one after another, in the order given.
+        started = 0
+        for step in steps:
+            if started and start_delay > 0 and (step["recreate"] or step["start"] or step["restart"]):
+                time.sleep(start_delay)
+            started += bool(step["recreate"] or step["start"] or step["restart"])
+            bring_up(step)
+    else:
+        # The engine's create and start are mostly waiting (mounts, network namespaces, runc): a few at once.
+        with ThreadPoolExecutor(max_workers=PARALLEL_STARTS) as pool:
+            list(pool.map(bring_up, steps))
+    if errors:
+        raise DockerAPIError("; ".join(errors))
 
 
 def main() -> None:
@@ -492,6 +545,7 @@ def main() -> None:
         steps = plan(api, specs)
         changed = any(action(step) != "unchanged" for step in steps)
         if changed and not module.check_mode:
+            check_prerequisites(api, [step["spec"] for step in steps if step["recreate"]])
             apply(api, steps, module.params["healthy_wait_timeout"], module.params["start_delay"])
     except (SpecError, DockerAPIError) as error:
         module.fail_json(msg=str(error))

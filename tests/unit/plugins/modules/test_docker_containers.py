@@ -6,7 +6,8 @@ import copy
 import pytest
 
 from docker_api import DockerAPIError
-from docker_containers import HASH_LABEL, SpecError, action, apply, create_body, duration_ns, plan, port_bindings
+from docker_containers import (HASH_LABEL, SpecError, action, apply, check_prerequisites, create_body, duration_ns, plan,
+                               port_bindings)
 
 SERVER = {
     "name": "terachem-gpu0", "hostname": "terachem-gpu0", "image": "mtzgroup/terachem:1.9", "init": True,
@@ -154,8 +155,11 @@ def test_first_run_creates_and_starts_then_second_run_changes_nothing():
     engine = Engine()
     specs = [SERVER, spec(name="terachem-gpu2")]
     assert converge(engine, specs) == ["created", "created"]
-    assert engine.calls == [("create", "terachem-gpu0"), ("create", "terachem-gpu2"),
-                            ("start", "terachem-gpu0"), ("start", "terachem-gpu2")]
+    # Side by side: each container created, then started.
+    assert sorted(engine.calls) == [("create", "terachem-gpu0"), ("create", "terachem-gpu2"),
+                                    ("start", "terachem-gpu0"), ("start", "terachem-gpu2")]
+    for name in ("terachem-gpu0", "terachem-gpu2"):
+        assert engine.calls.index(("create", name)) < engine.calls.index(("start", name))
     engine.calls.clear()
     assert converge(engine, specs) == ["unchanged", "unchanged"]
     assert engine.calls == []
@@ -213,9 +217,69 @@ def test_check_mode_plan_touches_nothing():
     assert action(steps[0]) == "created" and engine.calls == [] and engine.containers == {}
 
 
-def test_staggered_start_waits_for_each_to_turn_healthy(monkeypatch):
+def test_staggered_start_waits_for_each_to_turn_healthy_in_order(monkeypatch):
     engine = Engine()
     waited = []
     monkeypatch.setattr("docker_containers.wait_healthy", lambda api, name, timeout: waited.append((name, timeout)))
-    converge(engine, [SERVER, spec(name="terachem-gpu2")], healthy_wait_timeout=120)
-    assert waited == [("terachem-gpu0", 120), ("terachem-gpu2", 120)]
+    names = [f"terachem-gpu{i}" for i in range(6)]
+    converge(engine, [spec(name=name) for name in names], healthy_wait_timeout=120)
+    assert waited == [(name, 120) for name in names]
+    assert [c[1] for c in engine.calls if c[0] == "start"] == names
+
+
+class FussyEngine(Engine):
+    """An engine that refuses to start one container, and knows one network and the default runtimes."""
+
+    def __init__(self, refuse: str):
+        super().__init__()
+        self.refuse = refuse
+
+    def start(self, name):
+        if name == self.refuse:
+            raise DockerAPIError("driver failed programming external connectivity: port is already allocated")
+        super().start(name)
+
+    def network(self, name):
+        return {"Name": name} if name == "terafleet" else None
+
+    def info(self):
+        return {"Runtimes": {"runc": {}, "io.containerd.runc.v2": {}}}
+
+
+def test_one_refused_container_does_not_keep_the_others_down():
+    engine = FussyEngine(refuse="terachem-gpu0")
+    steps = plan(engine, [SERVER, spec(name="terachem-gpu2")])
+    with pytest.raises(DockerAPIError, match="terachem-gpu0: .*port is already allocated"):
+        apply(engine, steps, 0, 0)
+    assert engine.containers["terachem-gpu2"]["State"]["Running"] is True
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"mounts": [{"type": "bind", "source": "/nonexistent/license.key", "target": "/l", "read_only": True}]},
+     "bind source /nonexistent/license.key does not exist on this node"),
+    ({"network": "elsewhere", "mounts": []}, "network elsewhere does not exist on this node"),
+    ({"runtime": "nvidia", "mounts": []}, "the engine has no runtime 'nvidia'"),
+])
+def test_what_the_engine_would_refuse_late_is_found_first(changes, message):
+    with pytest.raises(SpecError, match=message):
+        check_prerequisites(FussyEngine(refuse=""), [spec(**changes)])
+
+
+def test_an_option_added_later_with_an_empty_default_changes_no_hash():
+    assert create_body(spec(some_future_option=None, other_future_list=[]))["Labels"][HASH_LABEL] == \
+        create_body(SERVER)["Labels"][HASH_LABEL]
+
+
+def test_paused_container_is_left_paused():
+    engine = Engine()
+    converge(engine, [SERVER])
+    engine.containers["terachem-gpu0"]["State"]["Paused"] = True
+    assert action(plan(engine, [SERVER])[0]) == "unchanged"
+
+
+def test_a_zero_stop_timeout_is_kept():
+    engine = Engine()
+    converge(engine, [spec(stop_timeout=0)])
+    engine.calls.clear()
+    converge(engine, [spec(stop_timeout=0, env={"OMP_NUM_THREADS": 2})])
+    assert ("stop", "terachem-gpu0", 0) in engine.calls
