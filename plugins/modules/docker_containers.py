@@ -8,6 +8,8 @@ module: docker_containers
 short_description: Run a group of Docker containers on a node in one call
 version_added: 0.2.0
 author: terafleet developers
+extends_documentation_fragment:
+  - terafleet.cluster.docker_api
 description:
   - Brings every container in O(containers) to its configuration and running, with one module run per
     node instead of one per container. A node with 16 GPU sets runs 16 servers and 16 workers; one
@@ -173,15 +175,6 @@ options:
     description: Seconds to wait after starting one container before starting the next.
     type: int
     default: 0
-  docker_socket:
-    description: The engine's unix socket.
-    type: path
-    default: /var/run/docker.sock
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 notes:
   - Only the containers listed are touched; removing one from the list leaves it running.
   - Images are not pulled; a missing image fails the task before any container is changed, and so do a
@@ -189,8 +182,6 @@ notes:
   - A container the engine refuses to create or start does not keep the others from starting; the task
     fails afterwards naming each refusal.
   - A paused container is left paused.
-requirements:
-  - A Docker engine with API 1.41 (Docker 20.10) or newer.
 """
 
 EXAMPLES = r"""
@@ -249,9 +240,10 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
+    from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
+        DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError)
 except ImportError:  # unit tests import the plugins as plain modules
-    from docker_api import DockerAPI, DockerAPIError
+    from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError
 
 HASH_LABEL = "org.terafleet.config-hash"
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -531,7 +523,7 @@ def main() -> None:
             "containers": {"type": "list", "elements": "dict", "required": True, "options": container},
             "healthy_wait_timeout": {"type": "int", "default": 0},
             "start_delay": {"type": "int", "default": 0},
-            "docker_socket": {"type": "path", "default": "/var/run/docker.sock"},
+            **DOCKER_SOCKET_OPTION,
         },
         supports_check_mode=True,
     )

@@ -8,6 +8,8 @@ module: scratch_volumes
 short_description: Create scratch directories and the Docker volumes bound to them, in one call
 version_added: 0.2.0
 author: terafleet developers
+extends_documentation_fragment:
+  - terafleet.cluster.docker_api
 description:
   - Creates each directory in O(directories) (with missing parents) and sets its owner, group and mode,
     then makes sure each volume in O(volumes) exists as a C(local) volume bound to its directory.
@@ -40,17 +42,6 @@ options:
       name: {description: Volume name., type: str, required: true}
       device: {description: Directory the volume binds; it must exist or be in O(directories)., type: path, required: true}
       labels: {description: Labels of a new volume; an existing volume keeps its own., type: dict, default: {}}
-  docker_socket:
-    description: The engine's unix socket.
-    type: path
-    default: /var/run/docker.sock
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-requirements:
-  - A Docker engine with API 1.41 (Docker 20.10) or newer.
 """
 
 EXAMPLES = r"""
@@ -89,9 +80,10 @@ import stat
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
+    from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
+        DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError)
 except ImportError:  # unit tests import the plugins as plain modules
-    from docker_api import DockerAPI, DockerAPIError
+    from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError
 
 OCTAL_MODE = re.compile(r"^0?[0-7]{3,4}$")
 
@@ -170,7 +162,7 @@ def main() -> None:
                         "options": {"name": {"type": "str", "required": True},
                                     "device": {"type": "path", "required": True},
                                     "labels": {"type": "dict", "default": {}}}},
-            "docker_socket": {"type": "path", "default": "/var/run/docker.sock"},
+            **DOCKER_SOCKET_OPTION,
         },
         supports_check_mode=True,
     )
