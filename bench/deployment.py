@@ -235,7 +235,7 @@ def bench_hosts() -> None:
 
 def bench_others() -> None:
     _, result = run([str(BIN / "python"), str(REPO / "bench" / "worker_overhead.py")], cwd=REPO)
-    added = re.search(r"added by Celery:\s+([0-9.]+) ms/task", result.stdout)
+    added = re.search(r"added by Celery:\s+(-?[0-9.]+) ms/task", result.stdout)
     row("Celery overhead per task (bench/worker_overhead.py)", f"{added[1]} ms" if added else result.stdout[-300:],
         "target <= 50 ms")
     with tempfile.TemporaryDirectory() as workdir:
