@@ -34,7 +34,7 @@ STORE = REPO / "bench" / "results.json"
 LOGS = REPO / "bench" / "logs"
 PUSH = ["terafleet/standin:latest", "terafleet/worker:latest", "terafleet/frontend:latest",
         "terafleet/broker:latest", "terafleet/backend:latest"]
-ROWS: list[tuple[str, str, str]] = []
+ROWS: list[tuple[str, str, str, str]] = []  # name, value, target, when it was measured
 
 
 def log(message: str) -> None:
@@ -42,7 +42,7 @@ def log(message: str) -> None:
 
 
 def row(name: str, value: str, target: str = "") -> None:
-    ROWS.append((name, value, target))
+    ROWS.append((name, value, target, time.strftime("%Y-%m-%d %H:%M")))
     log(f"{name}: {value} {target}")
 
 
@@ -249,6 +249,18 @@ def bench_others() -> None:
     row("hang-to-serving (SIGSTOP)", f"{figures['hang_to_serving_s']:.1f} s", "target <= 90 s")
 
 
+def save() -> None:
+    """Store the figures so far in bench/results.json and rewrite bench/results.md. Figures from earlier
+    runs with --only stay in the table, each with the time it was measured."""
+    store = json.loads(STORE.read_text()) if STORE.exists() else {}
+    store.update({n: {"value": v, "target": t, "measured": m} for n, v, t, m in ROWS})
+    STORE.write_text(json.dumps(store, indent=1) + "\n")
+    lines = ["| figure | value | target | measured |", "| --- | --- | --- | --- |"] + [
+        f"| {n} | {f['value']} | {f['target']} | {f['measured']} |" for n, f in store.items()]
+    RESULTS.write_text("# Benchmark figures\n\nWritten by `bench/deployment.py` (`make bench`); what they mean and why: "
+                       "`bench/README.md`.\n\n" + "\n".join(lines) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="converge,gpu_sets,gpu_floor,hosts,others")
@@ -257,17 +269,9 @@ def main() -> int:
                "others": bench_others}
     for name in args.only.split(","):
         benches[name]()
+        save()  # a later part that fails keeps what this one measured
     width = max(len(r[0]) for r in ROWS)
-    print("\n" + "\n".join(f"{n:<{width}}  {v}  {t}" for n, v, t in ROWS))
-    # Figures from earlier runs with --only stay in the table, each with the time it was measured.
-    store = json.loads(STORE.read_text()) if STORE.exists() else {}
-    measured = time.strftime("%Y-%m-%d %H:%M")
-    store.update({n: {"value": v, "target": t, "measured": measured} for n, v, t in ROWS})
-    STORE.write_text(json.dumps(store, indent=1) + "\n")
-    lines = ["| figure | value | target | measured |", "| --- | --- | --- | --- |"] + [
-        f"| {n} | {f['value']} | {f['target']} | {f['measured']} |" for n, f in store.items()]
-    RESULTS.write_text("# Benchmark figures\n\nWritten by `bench/deployment.py` (`make bench`); what they mean and why: "
-                       "`bench/README.md`.\n\n" + "\n".join(lines) + "\n")
+    print("\n" + "\n".join(f"{n:<{width}}  {v}  {t}" for n, v, t, _ in ROWS))
     log(f"written to {RESULTS.relative_to(REPO)}")
     return 0
 
