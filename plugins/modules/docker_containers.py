@@ -432,14 +432,20 @@ def wait_healthy(api: DockerAPI, name: str, timeout: int) -> None:
         time.sleep(1)
 
 
+def starts(step: dict) -> bool:
+    """The plan has this container (re)started: created, recreated, started or restarted."""
+    return bool(step["recreate"] or step["start"] or step["restart"])
+
+
 def stop_timeout(step: dict) -> int:
     value = step["spec"].get("stop_timeout")
     return 10 if value is None else int(value)
 
 
 def apply(api: DockerAPI, steps: list[dict], healthy_wait_timeout: int, start_delay: int) -> None:
-    """Carry the plan out: stop and remove side by side, then create and start in order. A container the
-    engine refuses does not keep the others from starting; every refusal is reported at the end."""
+    """Carry the plan out: stop and remove side by side, then create and start, a few at once or, for a
+    staggered start, in order. A container the engine refuses does not keep the others from starting;
+    every refusal is reported at the end."""
     missing = [s["spec"]["image"] for s in steps if s["recreate"] and s["image_id"] is None]
     if missing:
         raise DockerAPIError(f"image(s) {sorted(set(missing))} are not on this node; the container_images "
@@ -455,6 +461,7 @@ def apply(api: DockerAPI, steps: list[dict], healthy_wait_timeout: int, start_de
     if replaced:
         with ThreadPoolExecutor(max_workers=len(replaced)) as pool:
             list(pool.map(remove, replaced))
+
     def bring_up(step: dict) -> None:
         """Create (or update the policy of) one container, then start or restart it as planned."""
         try:
@@ -466,7 +473,7 @@ def apply(api: DockerAPI, steps: list[dict], healthy_wait_timeout: int, start_de
                 api.restart(step["name"], stop_timeout(step))
             elif step["recreate"] or step["start"]:
                 api.start(step["name"])
-            if healthy_wait_timeout > 0 and (step["recreate"] or step["start"] or step["restart"]):
+            if healthy_wait_timeout > 0 and starts(step):
                 wait_healthy(api, step["name"], healthy_wait_timeout)
         except DockerAPIError as error:
             errors.append(f"{step['name']}: {error}")
@@ -475,9 +482,9 @@ def apply(api: DockerAPI, steps: list[dict], healthy_wait_timeout: int, start_de
         # The staggered start: one after another, in the order given.
         started = 0
         for step in steps:
-            if started and start_delay > 0 and (step["recreate"] or step["start"] or step["restart"]):
+            if started and start_delay > 0 and starts(step):
                 time.sleep(start_delay)
-            started += bool(step["recreate"] or step["start"] or step["restart"])
+            started += starts(step)
             bring_up(step)
     else:
         # The engine's create and start are mostly waiting (mounts, network namespaces, runc): a few at once.
