@@ -70,51 +70,15 @@ ansible_facts:
       sample: 550.54.15
 """
 
-import shutil
-import subprocess
-
 from ansible.module_utils.basic import AnsibleModule
 
-QUERY_FIELDS = ("index", "uuid", "name", "memory.total", "pci.bus_id", "driver_version")
-NO_DEVICES_EXIT = 6
+try:
+    from ansible_collections.terafleet.cluster.plugins.module_utils.nvidia_smi import (
+        NvidiaSmiError, parse_query, read_gpus)
+except ImportError:  # unit tests import the plugins as plain modules
+    from nvidia_smi import NvidiaSmiError, parse_query, read_gpus
 
-
-class NvidiaSmiError(Exception):
-    """nvidia-smi printed something this module cannot read."""
-
-
-def _is_error(value: str) -> bool:
-    return value.startswith("[") or value in ("ERR!", "N/A", "")
-
-
-def parse_query(output: str) -> tuple[list[dict], str | None]:
-    """Parse `nvidia-smi --query-gpu=<QUERY_FIELDS> --format=csv,noheader,nounits` output."""
-    gpus = []
-    drivers = set()
-    for number, line in enumerate(output.splitlines(), start=1):
-        if not line.strip():
-            continue
-        cells = [cell.strip() for cell in line.split(",")]
-        if len(cells) != len(QUERY_FIELDS):
-            raise NvidiaSmiError(f"nvidia-smi line {number} has {len(cells)} fields, expected "
-                                 f"{len(QUERY_FIELDS)}: {line!r}")
-        index, uuid, name, memory, bus_id, driver = cells
-        if not index.isdigit():
-            raise NvidiaSmiError(f"nvidia-smi line {number} has no GPU index: {line!r}")
-        healthy = not any(_is_error(value) for value in (uuid, memory, bus_id))
-        gpus.append({
-            "index": int(index),
-            "uuid": uuid,
-            "name": name,
-            "memory_total_mib": int(memory) if memory.isdigit() else None,
-            "pci_bus_id": None if _is_error(bus_id) else bus_id,
-            "healthy": healthy,
-        })
-        if not _is_error(driver):
-            drivers.add(driver)
-    if len(drivers) > 1:
-        raise NvidiaSmiError(f"nvidia-smi reports several driver versions: {sorted(drivers)}")
-    return sorted(gpus, key=lambda gpu: gpu["index"]), (drivers.pop() if drivers else None)
+__all__ = ["NvidiaSmiError", "parse_query"]
 
 
 def main() -> None:
@@ -125,30 +89,10 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    path = module.params["nvidia_smi_path"] or shutil.which("nvidia-smi") or (
-        "/usr/bin/nvidia-smi" if shutil.which("nvidia-smi", path="/usr/bin") else None)
-    if not path:
-        module.fail_json(msg="nvidia-smi not found on this node: install the NVIDIA driver, or move the host "
-                             "out of the gpu_nodes group")
-    command = [path, "--query-gpu=" + ",".join(QUERY_FIELDS), "--format=csv,noheader,nounits"]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, check=False,
-                                timeout=module.params["timeout"])
-    except subprocess.TimeoutExpired:
-        module.fail_json(msg=f"nvidia-smi did not answer within {module.params['timeout']} s; a GPU may have "
-                             "fallen off the bus (check dmesg for Xid errors)")
-    except OSError as error:
-        module.fail_json(msg=f"cannot run {path}: {error}")
-    rc, out, err = result.returncode, result.stdout, result.stderr
-    if rc == NO_DEVICES_EXIT and "No devices were found" in out + err:
-        module.exit_json(changed=False, ansible_facts={"gpus": [], "gpu_driver_version": None})
-    if rc != 0:
-        message = (err or out).strip() or f"exit code {rc}"
-        module.fail_json(msg=f"nvidia-smi failed: {message}", rc=rc, stdout=out, stderr=err)
-    try:
-        gpus, driver = parse_query(out)
+        gpus, driver = read_gpus(module.params["nvidia_smi_path"], module.params["timeout"])
     except NvidiaSmiError as error:
-        module.fail_json(msg=str(error), stdout=out)
+        module.fail_json(msg=str(error))
     module.exit_json(changed=False, ansible_facts={"gpus": gpus, "gpu_driver_version": driver})
 
 

@@ -71,66 +71,24 @@ volumes:
   sample: [terafleet-scratch-gpu1]
 """
 
-import grp
 import os
-import pwd
-import re
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
 try:
     from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
         DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError)
+    from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import (
+        FilesError, ensure_directory, resolve_ids)
 except ImportError:  # unit tests import the plugins as plain modules
     from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError
+    from node_paths import FilesError, ensure_directory, resolve_ids
 
-OCTAL_MODE = re.compile(r"^0?[0-7]{3,4}$")
-
-
-class ScratchError(Exception):
-    """A directory or volume cannot be made as asked."""
+__all__ = ["ScratchError", "ensure_directory", "ensure_volume", "resolve_ids"]
 
 
-def resolve_ids(owner: str, group: str) -> tuple[int, int]:
-    try:
-        uid = pwd.getpwnam(owner).pw_uid
-    except KeyError as error:
-        raise ScratchError(f"no user {owner!r} on this node") from error
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError as error:
-        raise ScratchError(f"no group {group!r} on this node") from error
-    return uid, gid
-
-
-def ensure_directory(path: str, mode: str, uid: int, gid: int, check_mode: bool) -> bool:
-    """Make `path` a directory with this owner and mode; True when something changed."""
-    if not OCTAL_MODE.match(mode):
-        raise ScratchError(f"{path}: mode {mode!r} is not an octal mode such as '0750'")
-    if not os.path.isabs(path):
-        raise ScratchError(f"{path}: not an absolute path")
-    wanted = int(mode, 8)
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        if not check_mode:
-            os.makedirs(path, exist_ok=True)
-            os.chown(path, uid, gid)
-            os.chmod(path, wanted)
-        return True
-    if not stat.S_ISDIR(info.st_mode):
-        raise ScratchError(f"{path} exists and is not a directory")
-    changed = False
-    if (info.st_uid, info.st_gid) != (uid, gid):
-        changed = True
-        if not check_mode:
-            os.chown(path, uid, gid)
-    if stat.S_IMODE(info.st_mode) != wanted:
-        changed = True
-        if not check_mode:
-            os.chmod(path, wanted)
-    return changed
+# A directory or volume cannot be made as asked.
+ScratchError = FilesError
 
 
 def ensure_volume(api: DockerAPI, name: str, device: str, labels: dict, check_mode: bool) -> bool:
@@ -178,7 +136,7 @@ def main() -> None:
         for volume in params["volumes"]:
             if ensure_volume(api, volume["name"], volume["device"], volume["labels"], module.check_mode):
                 created_volumes.append(volume["name"])
-    except (ScratchError, DockerAPIError, OSError) as error:
+    except (FilesError, DockerAPIError, OSError) as error:
         module.fail_json(msg=str(error), directories=changed_dirs, volumes=created_volumes)
     module.exit_json(changed=bool(changed_dirs or created_volumes), directories=changed_dirs,
                      volumes=created_volumes)

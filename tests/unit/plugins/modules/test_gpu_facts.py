@@ -1,6 +1,7 @@
 """gpu_facts on captured nvidia-smi output, and as Ansible runs it."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -69,8 +70,10 @@ def run_module(tmp_path, script_body, **args):
     fake.write_text("#!/bin/sh\n" + script_body)
     fake.chmod(0o755)
     args.setdefault("nvidia_smi_path", str(fake))
+    # Run as a script, the module finds its module_utils the way the unit tests import them.
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "plugins" / "module_utils"))
     result = subprocess.run([sys.executable, str(MODULE)], input=json.dumps({"ANSIBLE_MODULE_ARGS": args}),
-                            capture_output=True, text=True, check=False)
+                            capture_output=True, text=True, check=False, env=env)
     return json.loads(result.stdout)
 
 

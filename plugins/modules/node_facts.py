@@ -1,0 +1,151 @@
+#!/usr/bin/python
+"""Ansible module: what preflight reads on a node (GPUs, $LSTOR, the Docker API), in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: node_facts
+short_description: Read a node's GPUs, its $LSTOR file system and its Docker API version, in one call
+version_added: 0.3.0
+author: terafleet developers
+extends_documentation_fragment:
+  - terafleet.cluster.docker_api
+description:
+  - With O(gpus), reads the GPUs the way M(terafleet.cluster.gpu_facts) does and sets the same facts
+    C(gpus) and C(gpu_driver_version). A missing, hanging or failing nvidia-smi fails the task with its
+    own words.
+  - With O(lstor_path), sets C(terafleet_lstor) to what the path is, the mount point of the file system
+    holding it (as C(findmnt --target) finds it) and the space left there for unprivileged users (as
+    C(df) counts it).
+  - Sets C(terafleet_docker_api_version) to the API version of the running Docker engine, or null when
+    none answers on O(docker_socket).
+  - Only reads, and fails only on nvidia-smi: the checks on what it read belong to the playbook, which
+    names the variable to fix.
+options:
+  gpus:
+    description: Read the GPUs with nvidia-smi.
+    type: bool
+    default: false
+  nvidia_smi_path:
+    description: Path of nvidia-smi. Looked up on C(PATH) and in C(/usr/bin) when not given.
+    type: path
+  nvidia_smi_timeout:
+    description: Seconds to wait for nvidia-smi, which can hang on a GPU that has fallen off the bus.
+    type: int
+    default: 30
+  lstor_path:
+    description: The node-local disk's path ($LSTOR) to look at; none when not given.
+    type: path
+attributes:
+  facts:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Read the GPUs, $LSTOR and the Docker engine
+  terafleet.cluster.node_facts:
+    gpus: true
+    lstor_path: /lstor
+
+- name: Show them
+  ansible.builtin.debug:
+    msg: >-
+      {{ ansible_facts.gpus | length }} GPUs; $LSTOR on {{ ansible_facts.terafleet_lstor.mount_point }}
+      with {{ ansible_facts.terafleet_lstor.available_bytes }} bytes free; Docker API
+      {{ ansible_facts.terafleet_docker_api_version }}
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: What the node has.
+  returned: success
+  type: dict
+  contains:
+    gpus:
+      description: With O(gpus), one entry per GPU, as M(terafleet.cluster.gpu_facts) returns them.
+      type: list
+      elements: dict
+    gpu_driver_version:
+      description: With O(gpus), the NVIDIA driver version, null when no GPU is visible.
+      type: str
+    terafleet_lstor:
+      description: With O(lstor_path), the path and the file system holding it.
+      type: dict
+      contains:
+        path: {description: The path looked at, normalised., type: str}
+        is_dir: {description: The path exists and is a directory., type: bool}
+        mount_point: {description: Mount point of the file system holding the path; null when it is not a directory., type: str}
+        available_bytes: {description: Bytes free there for unprivileged users; null when it is not a directory., type: int}
+      sample: {path: /lstor, is_dir: true, mount_point: /lstor, available_bytes: 1869122002944}
+    terafleet_docker_api_version:
+      description: API version of the running Docker engine, null when none answers.
+      type: str
+      sample: "1.43"
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
+        DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError)
+    from ansible_collections.terafleet.cluster.plugins.module_utils.nvidia_smi import NvidiaSmiError, read_gpus
+except ImportError:  # unit tests import the plugins as plain modules
+    from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError
+    from nvidia_smi import NvidiaSmiError, read_gpus
+
+
+def mount_point(path: str) -> str:
+    """The mount point of the file system holding `path` (symlinks resolved), like findmnt --target."""
+    current = os.path.realpath(path)
+    while not os.path.ismount(current):
+        current = os.path.dirname(current)
+    return current
+
+
+def lstor_facts(path: str) -> dict:
+    path = os.path.normpath(path)
+    if not os.path.isdir(path):
+        return {"path": path, "is_dir": False, "mount_point": None, "available_bytes": None}
+    usage = os.statvfs(path)
+    return {"path": path, "is_dir": True, "mount_point": mount_point(path),
+            "available_bytes": usage.f_bavail * usage.f_frsize}
+
+
+def docker_api_version(socket_path: str) -> str | None:
+    """The engine's API version as it says it, old or new (the playbook judges it), or None."""
+    try:
+        answer = DockerAPI(socket_path, timeout=10).call("GET", "/version", versioned=False)
+    except (DockerAPIError, OSError):
+        return None
+    return str(answer.get("ApiVersion")) if isinstance(answer, dict) and answer.get("ApiVersion") else None
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "gpus": {"type": "bool", "default": False},
+            "nvidia_smi_path": {"type": "path"},
+            "nvidia_smi_timeout": {"type": "int", "default": 30},
+            "lstor_path": {"type": "path"},
+            **DOCKER_SOCKET_OPTION,
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    facts: dict = {}
+    if params["gpus"]:
+        try:
+            facts["gpus"], facts["gpu_driver_version"] = read_gpus(params["nvidia_smi_path"],
+                                                                   params["nvidia_smi_timeout"])
+        except NvidiaSmiError as error:
+            module.fail_json(msg=str(error))
+    if params["lstor_path"]:
+        facts["terafleet_lstor"] = lstor_facts(params["lstor_path"])
+    facts["terafleet_docker_api_version"] = docker_api_version(params["docker_socket"])
+    module.exit_json(changed=False, ansible_facts=facts)
+
+
+if __name__ == "__main__":
+    main()

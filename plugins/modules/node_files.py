@@ -1,0 +1,157 @@
+#!/usr/bin/python
+"""Ansible module: a role's directories and small files on a node, in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: node_files
+short_description: Make a role's directories and small files on a node as asked, in one call
+version_added: 0.3.0
+author: terafleet developers
+description:
+  - Brings each entry of O(files), in the order given, to its state. A directory is created with its
+    missing parents; a file gets exactly O(files[].content); owner, group and mode are set on both.
+    An C(absent) entry is removed, a directory with everything in it.
+  - One module run per role instead of one M(ansible.builtin.file), M(ansible.builtin.copy),
+    M(ansible.builtin.template) or M(ansible.builtin.cron) run per path. Render templates and read
+    files on the controller with the C(template) and C(file) lookups.
+  - A file is written to a temporary file in its directory and renamed over the old one, so nothing
+    reads half a file. Every entry is checked (absolute path, octal mode, content for files, each path
+    once, existing owner and group) before any path changes.
+  - Returns the paths that changed, so a task can notify or register per path.
+options:
+  files:
+    description: Paths, parents before what they hold.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      path: {description: Absolute path., type: path, required: true}
+      state:
+        description: What the path must be.
+        type: str
+        choices: [file, directory, absent]
+        default: file
+      content: {description: The file's whole content (C(state=file) only)., type: str}
+      mode: {description: Octal mode as a string (C("0644")); required unless C(state=absent)., type: str}
+      owner: {description: Owner., type: str, default: root}
+      group: {description: Group., type: str, default: root}
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Content is text. For a secret, set C(no_log) on the task; the diff then shows nothing either.
+"""
+
+EXAMPLES = r"""
+- name: Install the check scripts and their cron entries
+  terafleet.cluster.node_files:
+    files:
+      - {path: /var/lib/terafleet, state: directory, mode: "0700"}
+      - path: /usr/local/sbin/terafleet-watchdog
+        content: "{{ lookup('ansible.builtin.file', 'terafleet-watchdog', rstrip=false) }}"
+        mode: "0755"
+      - path: /etc/cron.d/terafleet-checks-watchdog
+        content: "* * * * * root /usr/local/sbin/terafleet-watchdog\n"
+        mode: "0644"
+      - {path: /etc/cron.d/terafleet-old-entry, state: absent}
+  register: __checks
+"""
+
+RETURN = r"""
+changed_paths:
+  description: The paths created, rewritten, removed or given another owner, group or mode.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/cron.d/terafleet-checks-watchdog]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import (
+        FilesError, ensure_absent, ensure_directory, ensure_file, parse_mode, resolve_ids)
+except ImportError:  # unit tests import the plugins as plain modules
+    from node_paths import FilesError, ensure_absent, ensure_directory, ensure_file, parse_mode, resolve_ids
+
+
+def validate(entries: list[dict]) -> None:
+    """Refuse bad input as a whole, before any path changes."""
+    seen: set[str] = set()
+    for entry in entries:
+        path, state = entry["path"], entry["state"]
+        if path in seen:
+            raise FilesError(f"{path} is listed twice")
+        seen.add(path)
+        if state == "absent":
+            if entry.get("content") is not None:
+                raise FilesError(f"{path}: content given for a path that must be absent")
+            continue
+        if entry.get("mode") is None:
+            raise FilesError(f"{path}: a mode is required for state={state}")
+        parse_mode(path, entry["mode"])
+        if state == "file" and entry.get("content") is None:
+            raise FilesError(f"{path}: state=file needs content")
+        if state == "directory" and entry.get("content") is not None:
+            raise FilesError(f"{path}: content given for a directory")
+        resolve_ids(entry["owner"], entry["group"])
+
+
+def apply(entries: list[dict], check_mode: bool, want_diff: bool, changed: list[str], diffs: list[dict]) -> None:
+    """Bring every entry to its state, recording each changed path and, when asked, a diff per changed file
+    (in the lists given, so a failure part way still reports what changed before it)."""
+    for entry in entries:
+        path, state = entry["path"], entry["state"]
+        if state == "absent":
+            if ensure_absent(path, check_mode):
+                changed.append(path)
+                if want_diff:
+                    diffs.append({"before_header": path, "after_header": path, "before": "present\n", "after": "absent\n"})
+            continue
+        uid, gid = resolve_ids(entry["owner"], entry["group"])
+        if state == "directory":
+            if ensure_directory(path, entry["mode"], uid, gid, check_mode):
+                changed.append(path)
+            continue
+        content = entry["content"].encode()
+        did_change, before = ensure_file(path, content, entry["mode"], uid, gid, check_mode)
+        if did_change:
+            changed.append(path)
+            if want_diff and before != content:
+                diffs.append({"before_header": path, "after_header": path,
+                              "before": before.decode(errors="replace") if before is not None else "",
+                              "after": entry["content"]})
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "files": {"type": "list", "elements": "dict", "required": True,
+                      "options": {"path": {"type": "path", "required": True},
+                                  "state": {"type": "str", "choices": ["file", "directory", "absent"],
+                                            "default": "file"},
+                                  "content": {"type": "str"},
+                                  "mode": {"type": "str"},
+                                  "owner": {"type": "str", "default": "root"},
+                                  "group": {"type": "str", "default": "root"}}},
+        },
+        supports_check_mode=True,
+    )
+    changed: list[str] = []
+    diffs: list[dict] = []
+    try:
+        validate(module.params["files"])
+        apply(module.params["files"], module.check_mode, module._diff, changed, diffs)
+    except (FilesError, OSError) as error:
+        module.fail_json(msg=str(error), changed_paths=changed)
+    result = {"changed": bool(changed), "changed_paths": changed}
+    if module._diff and diffs:
+        result["diff"] = diffs
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

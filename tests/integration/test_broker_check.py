@@ -1,0 +1,99 @@
+"""broker_check against the real RabbitMQ and Redis images, run by Ansible as the broker role runs it:
+it waits for both to start, logs in as a worker would, and tells a refused password from a broker that
+is not there."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import docker
+import pytest
+
+from test_node_modules import run_module
+
+LABEL = {"org.terafleet.test": "broker-check"}
+RABBITMQ_PASSWORD = "rabbit-" + secrets.token_hex(4)
+REDIS_PASSWORD = "redis-" + secrets.token_hex(4)
+
+
+def published_port(container, port: str) -> int:
+    for _ in range(50):
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(port)
+        if bindings:
+            return int(bindings[0]["HostPort"])
+        time.sleep(0.1)
+    raise AssertionError(f"{container.name} publishes no {port}")
+
+
+@pytest.fixture(scope="module")
+def services(docker_client, tmp_path_factory):
+    """A RabbitMQ with a user, password and vhost, and a Redis with a password, both just started."""
+    conf = tmp_path_factory.mktemp("rabbitmq") / "10-test.conf"
+    conf.write_text(f"default_user = terafleet\ndefault_pass = {RABBITMQ_PASSWORD}\ndefault_vhost = terafleet\n"
+                    "default_permissions.configure = .*\ndefault_permissions.read = .*\n"
+                    "default_permissions.write = .*\nloopback_users = none\n")
+    conf.chmod(0o644)
+    tag = secrets.token_hex(3)
+    rabbitmq = docker_client.containers.run(
+        "terafleet/broker:latest", name=f"tf-it-{tag}-rabbitmq", detach=True, labels=LABEL,
+        ports={"5672/tcp": ("127.0.0.1", None)},
+        volumes={str(conf): {"bind": "/etc/rabbitmq/conf.d/10-test.conf", "mode": "ro"}})
+    redis = docker_client.containers.run(
+        "terafleet/backend:latest", ["redis-server", "--protected-mode", "no", "--requirepass", REDIS_PASSWORD],
+        name=f"tf-it-{tag}-redis", detach=True, labels=LABEL, ports={"6379/tcp": ("127.0.0.1", None)})
+    try:
+        yield {"rabbitmq": published_port(rabbitmq, "5672/tcp"), "redis": published_port(redis, "6379/tcp")}
+    finally:
+        for container in (rabbitmq, redis):
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+
+def args(ports: dict, rabbitmq_password=RABBITMQ_PASSWORD, vhost="terafleet", redis_password=REDIS_PASSWORD,
+         timeout=120) -> dict:
+    return {"rabbitmq": {"host": "127.0.0.1", "port": ports["rabbitmq"], "user": "terafleet",
+                         "password": rabbitmq_password, "vhost": vhost},
+            "redis": {"host": "127.0.0.1", "port": ports["redis"], "password": redis_password},
+            "timeout": timeout}
+
+
+def test_waits_for_a_starting_broker_then_logs_in(services):
+    result = run_module("broker_check", args(services))
+    assert not result.get("failed"), result
+    assert result["rabbitmq"]["authenticated"] is True and result["rabbitmq"]["server_version"].startswith("3.")
+    assert result["redis"] == {"pong": True}
+    assert result["changed"] is False
+
+
+def test_a_refused_rabbitmq_password_is_reported_not_failed(services):
+    result = run_module("broker_check", args(services, rabbitmq_password="wrong"))
+    assert not result.get("failed"), result
+    assert result["rabbitmq"]["authenticated"] is False
+    assert "ACCESS_REFUSED" in result["rabbitmq"]["message"], result["rabbitmq"]
+    assert RABBITMQ_PASSWORD not in str(result) and "wrong" not in str(result["invocation"])
+
+
+def test_a_vhost_the_user_cannot_open_fails(services):
+    result = run_module("broker_check", args(services, vhost="no-such-vhost"))
+    assert result.get("failed"), result
+    assert "user terafleet cannot open virtual host 'no-such-vhost'" in result["msg"]
+
+
+def test_a_refused_redis_password_fails(services):
+    result = run_module("broker_check", args(services, redis_password="wrong"))
+    assert result.get("failed"), result
+    assert "refused the configured password" in result["msg"]
+    assert REDIS_PASSWORD not in str(result)
+
+
+def test_nothing_listening_fails_after_the_timeout(services):
+    closed = {"rabbitmq": 1, "redis": services["redis"]}
+    started = time.monotonic()
+    result = run_module("broker_check", args(closed, timeout=3))
+    assert result.get("failed"), result
+    assert "RabbitMQ at 127.0.0.1:1" in result["msg"] and "(after 3 s)" in result["msg"]
+    assert 3 <= time.monotonic() - started < 30
