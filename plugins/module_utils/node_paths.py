@@ -4,12 +4,14 @@ terafleet's modules (scratch_volumes, node_files). Standard library only."""
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import re
 import shutil
 import stat
 import tempfile
+import time
 
 OCTAL_MODE = re.compile(r"^0?[0-7]{3,4}$")
 
@@ -65,6 +67,46 @@ def ensure_directory(path: str, mode: str, uid: int, gid: int, check_mode: bool)
     if not stat.S_ISDIR(info.st_mode):
         raise FilesError(f"{path} exists and is not a directory")
     return _fix_owner_and_mode(path, info, wanted, uid, gid, check_mode)
+
+
+def merge(current: object, keys: dict) -> dict:
+    """`current` with `keys` merged in: dictionaries key by key, at any depth; any other value replaced."""
+    merged = dict(current) if isinstance(current, dict) else {}
+    for key, value in keys.items():
+        merged[key] = merge(merged.get(key), value) if isinstance(value, dict) else value
+    return merged
+
+
+def merged_json(path: str, keys: dict) -> tuple[bytes | None, dict | None, dict]:
+    """The JSON document at `path` with `keys` merged in: (the file's bytes, its document, the merged one).
+
+    A missing file is an empty document; one that is not a JSON object is refused, never overwritten.
+    """
+    try:
+        with open(path, "rb") as current:
+            raw = current.read()
+    except FileNotFoundError:
+        return None, None, merge({}, keys)
+    try:
+        document = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise FilesError(f"{path} is not a JSON object; fix or remove it by hand, terafleet will not overwrite "
+                         "what it cannot read")
+    return raw, document, merge(document, keys)
+
+
+def json_bytes(document: dict) -> bytes:
+    """A document the way Ansible's to_nice_json(indent=4) writes it, so both agree on every byte."""
+    return (json.dumps(document, indent=4, sort_keys=True, separators=(",", ": ")) + "\n").encode()
+
+
+def backup(path: str) -> str:
+    """Copy `path` beside itself the way Ansible's backup option names copies; the copy's path."""
+    copy = f"{path}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S~')}"
+    shutil.copy2(path, copy)
+    return copy
 
 
 def ensure_file(path: str, content: bytes, mode: str, uid: int, gid: int, check_mode: bool) -> tuple[bool, bytes | None]:

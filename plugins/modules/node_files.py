@@ -32,7 +32,18 @@ options:
         type: str
         choices: [file, directory, absent]
         default: file
-      content: {description: The file's whole content (C(state=file) only)., type: str}
+      content: {description: The file's whole content (C(state=file)); or give O(files[].json_merge)., type: str}
+      json_merge:
+        description:
+          - Keys to merge into the JSON object the file holds (C(state=file)), dictionaries key by key at
+            any depth and other values replaced; a missing file starts empty.
+          - The file is rewritten, sorted and indented by 4 like C(to_nice_json), only when the merge changes
+            what it holds, not for its formatting; a file that is not a JSON object fails the task untouched.
+        type: dict
+      backup:
+        description: Keep a copy of a file before it is rewritten, named as M(ansible.builtin.copy) names its backups.
+        type: bool
+        default: false
       mode: {description: Octal mode as a string (C("0644")); required unless C(state=absent)., type: str}
       owner: {description: Owner., type: str, default: root}
       group: {description: Group., type: str, default: root}
@@ -61,6 +72,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+backup_files:
+  description: The copies O(files[].backup) kept.
+  returned: always
+  type: list
+  elements: str
 changed_paths:
   description: The paths created, rewritten, removed or given another owner, group or mode.
   returned: always
@@ -69,13 +85,17 @@ changed_paths:
   sample: [/etc/cron.d/terafleet-checks-watchdog]
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 try:
     from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import (
-        FilesError, ensure_absent, ensure_directory, ensure_file, parse_mode, resolve_ids)
+        FilesError, backup, ensure_absent, ensure_directory, ensure_file, json_bytes, merged_json, parse_mode,
+        resolve_ids)
 except ImportError:  # unit tests import the plugins as plain modules
-    from node_paths import FilesError, ensure_absent, ensure_directory, ensure_file, parse_mode, resolve_ids
+    from node_paths import (FilesError, backup, ensure_absent, ensure_directory, ensure_file, json_bytes, merged_json,
+                            parse_mode, resolve_ids)
 
 
 def validate(entries: list[dict]) -> None:
@@ -86,23 +106,33 @@ def validate(entries: list[dict]) -> None:
         if path in seen:
             raise FilesError(f"{path} is listed twice")
         seen.add(path)
+        given = [key for key in ("content", "json_merge") if entry.get(key) is not None]
         if state == "absent":
-            if entry.get("content") is not None:
-                raise FilesError(f"{path}: content given for a path that must be absent")
+            if given:
+                raise FilesError(f"{path}: {given[0]} given for a path that must be absent")
             continue
         if entry.get("mode") is None:
             raise FilesError(f"{path}: a mode is required for state={state}")
         parse_mode(path, entry["mode"])
-        if state == "file" and entry.get("content") is None:
-            raise FilesError(f"{path}: state=file needs content")
-        if state == "directory" and entry.get("content") is not None:
-            raise FilesError(f"{path}: content given for a directory")
+        if state == "file" and len(given) != 1:
+            raise FilesError(f"{path}: state=file needs content or json_merge, one of them")
+        if state == "directory" and given:
+            raise FilesError(f"{path}: {given[0]} given for a directory")
         resolve_ids(entry["owner"], entry["group"])
 
 
-def apply(entries: list[dict], check_mode: bool, want_diff: bool, changed: list[str], diffs: list[dict]) -> None:
-    """Bring every entry to its state, recording each changed path and, when asked, a diff per changed file
-    (in the lists given, so a failure part way still reports what changed before it)."""
+def wanted_content(entry: dict) -> bytes:
+    """The bytes the file must hold; for a JSON merge that changes nothing, the file's own bytes."""
+    if entry.get("json_merge") is None:
+        return entry["content"].encode()
+    raw, document, merged = merged_json(entry["path"], entry["json_merge"])
+    return raw if raw is not None and merged == document else json_bytes(merged)
+
+
+def apply(entries: list[dict], check_mode: bool, want_diff: bool, changed: list[str], diffs: list[dict],
+          backups: list[str] | None = None) -> None:
+    """Bring every entry to its state, recording each changed path, each backup and, when asked, a diff per
+    changed file (in the lists given, so a failure part way still reports what changed before it)."""
     for entry in entries:
         path, state = entry["path"], entry["state"]
         if state == "absent":
@@ -116,14 +146,18 @@ def apply(entries: list[dict], check_mode: bool, want_diff: bool, changed: list[
             if ensure_directory(path, entry["mode"], uid, gid, check_mode):
                 changed.append(path)
             continue
-        content = entry["content"].encode()
+        content = wanted_content(entry)
+        if entry.get("backup") and not check_mode and backups is not None and os.path.isfile(path):
+            with open(path, "rb") as current:
+                if current.read() != content:
+                    backups.append(backup(path))
         did_change, before = ensure_file(path, content, entry["mode"], uid, gid, check_mode)
         if did_change:
             changed.append(path)
             if want_diff and before != content:
                 diffs.append({"before_header": path, "after_header": path,
                               "before": before.decode(errors="replace") if before is not None else "",
-                              "after": entry["content"]})
+                              "after": content.decode(errors="replace")})
 
 
 def main() -> None:
@@ -134,6 +168,8 @@ def main() -> None:
                                   "state": {"type": "str", "choices": ["file", "directory", "absent"],
                                             "default": "file"},
                                   "content": {"type": "str"},
+                                  "json_merge": {"type": "dict"},
+                                  "backup": {"type": "bool", "default": False},
                                   "mode": {"type": "str"},
                                   "owner": {"type": "str", "default": "root"},
                                   "group": {"type": "str", "default": "root"}}},
@@ -142,12 +178,13 @@ def main() -> None:
     )
     changed: list[str] = []
     diffs: list[dict] = []
+    backups: list[str] = []
     try:
         validate(module.params["files"])
-        apply(module.params["files"], module.check_mode, module._diff, changed, diffs)
+        apply(module.params["files"], module.check_mode, module._diff, changed, diffs, backups)
     except (FilesError, OSError) as error:
-        module.fail_json(msg=str(error), changed_paths=changed)
-    result = {"changed": bool(changed), "changed_paths": changed}
+        module.fail_json(msg=str(error), changed_paths=changed, backup_files=backups)
+    result = {"changed": bool(changed), "changed_paths": changed, "backup_files": backups}
     if module._diff and diffs:
         result["diff"] = diffs
     module.exit_json(**result)

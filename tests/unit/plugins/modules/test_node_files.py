@@ -1,6 +1,7 @@
 """node_files: a role's directories and files on a real file system, checked as a whole before any change."""
 
 import grp
+import json
 import os
 import pwd
 import stat
@@ -117,3 +118,60 @@ def test_file_where_a_directory_is_refused_and_earlier_changes_reported(tmp_path
 def test_file_in_a_missing_directory_names_the_directory(tmp_path):
     with pytest.raises(FilesError, match="its directory .* does not exist"):
         run([entry(tmp_path / "missing" / "x.conf", content="a\n")])
+
+
+def merge_entry(path, keys, backup=False):
+    return dict(entry(path, content=None), json_merge=keys, backup=backup)
+
+
+def test_json_merge_keeps_other_keys_and_writes_like_to_nice_json(tmp_path):
+    path = tmp_path / "daemon.json"
+    path.write_text('{"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}, "debug": true}')
+    changed, _ = run([merge_entry(path, {"live-restore": True, "runtimes": {"runc": {"path": "runc"}}})])
+    assert changed == [str(path)]
+    assert json.loads(path.read_text()) == {"debug": True, "live-restore": True, "runtimes": {
+        "nvidia": {"path": "nvidia-container-runtime", "args": []}, "runc": {"path": "runc"}}}
+    assert path.read_text() == json.dumps(json.loads(path.read_text()), indent=4, sort_keys=True,
+                                          separators=(",", ": ")) + "\n"
+
+
+def test_json_merge_that_changes_nothing_keeps_the_files_own_formatting(tmp_path):
+    path = tmp_path / "daemon.json"
+    original = '{"live-restore":true,\n  "runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}'
+    path.write_text(original)
+    os.chmod(path, 0o644)
+    assert run([merge_entry(path, {"live-restore": True})]) == ([], [])
+    assert path.read_text() == original
+
+
+def test_json_merge_starts_a_missing_file_empty(tmp_path):
+    path = tmp_path / "daemon.json"
+    assert run([merge_entry(path, {"live-restore": True})])[0] == [str(path)]
+    assert json.loads(path.read_text()) == {"live-restore": True}
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+def test_json_merge_refuses_a_file_that_is_not_a_json_object_and_leaves_it(tmp_path, text):
+    path = tmp_path / "daemon.json"
+    path.write_text(text)
+    with pytest.raises(FilesError, match="is not a JSON object; fix or remove it by hand"):
+        run([merge_entry(path, {"live-restore": True})])
+    assert path.read_text() == text
+
+
+def test_backup_keeps_the_old_file_when_it_is_rewritten_only(tmp_path):
+    path = tmp_path / "daemon.json"
+    path.write_text('{"debug": true}\n')
+    os.chmod(path, 0o644)
+    changed, diffs, backups = [], [], []
+    apply([merge_entry(path, {"debug": True}, backup=True)], False, False, changed, diffs, backups)
+    assert backups == [] and changed == []
+    apply([merge_entry(path, {"debug": False}, backup=True)], False, False, changed, diffs, backups)
+    assert len(backups) == 1 and backups[0].startswith(str(path) + ".") and backups[0].endswith("~")
+    assert json.loads(open(backups[0]).read()) == {"debug": True}
+    assert json.loads(path.read_text()) == {"debug": False}
+
+
+def test_content_and_json_merge_together_are_refused():
+    with pytest.raises(FilesError, match="needs content or json_merge, one of them"):
+        validate([dict(entry("/tmp/x.json", content="{}"), json_merge={"a": 1})])
