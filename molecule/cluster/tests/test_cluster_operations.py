@@ -84,6 +84,31 @@ def test_license_never_appears_in_ansible_output():
     assert "TERACHEM-TEST-LICENSE" not in result.stdout + result.stderr
 
 
+def test_a_new_license_is_placed_and_restarts_only_that_nodes_servers(tmp_path):
+    gpu_node = GPU_NODES[0]
+    host = node(gpu_node)
+    path = "/etc/terafleet/terachem/license.key"
+    original = host.file(path).content_string
+    started = {s: inspect(host, f"terachem-{s}")["State"]["StartedAt"] for s in SETS}
+    new_license = tmp_path / "license.key"
+    new_license.write_text("TERACHEM-RENEWED-LICENSE\n")
+    try:
+        result = playbook("site.yml", "--limit", gpu_node, "-e", f"terachem_license_file={new_license}")
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert host.file(path).content_string == "TERACHEM-RENEWED-LICENSE\n"
+        assert host.file(path).mode == 0o400 and host.file(path).user == "root"
+        for gpu_set in SETS:
+            info = inspect(host, f"terachem-{gpu_set}")
+            assert info["State"]["StartedAt"] != started[gpu_set], f"terachem-{gpu_set} kept the old license"
+            exec_result = host.run(f"docker exec terachem-{gpu_set} cat /opt/terachem/license.key")
+            assert exec_result.stdout == "TERACHEM-RENEWED-LICENSE\n"
+        assert "TERACHEM-RENEWED-LICENSE" not in result.stdout + result.stderr
+    finally:
+        restored = playbook("site.yml", "--limit", gpu_node)
+        assert restored.returncode == 0, restored.stdout[-3000:]
+    assert host.file(path).content_string == original
+
+
 @pytest.mark.parametrize("extra_vars, message", [
     ({"terachem_license_file": "/nonexistent/license.key"},
      "TeraChem license file '/nonexistent/license.key' not found on the controller"),
