@@ -124,6 +124,9 @@ class DockerAPI:
     def network(self, name: str) -> dict | None:
         return self.call("GET", f"/networks/{urllib.parse.quote(name)}", missing_ok=True)
 
+    def create_network(self, body: dict) -> dict:
+        return self.call("POST", "/networks/create", body=body)
+
     def info(self) -> dict:
         return self.call("GET", "/info")
 

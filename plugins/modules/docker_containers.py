@@ -166,6 +166,15 @@ options:
           configuration file changed).
         type: bool
         default: false
+  networks:
+    description: Networks (C(bridge) driver) created before the containers where they are missing; an
+      existing network is left as it is.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name: {description: Network name., type: str, required: true}
+      labels: {description: Labels of a new network; values are turned into strings., type: dict, default: {}}
   healthy_wait_timeout:
     description: When above 0, start the containers one at a time, each after the one before it turned
       healthy, waiting at most this many seconds for each. 0 starts them all at once.
@@ -209,6 +218,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+networks:
+  description: The networks created.
+  returned: always
+  type: list
+  elements: str
+  sample: [terafleet]
 containers:
   description: What was done to each container, in the order given.
   returned: always
@@ -377,6 +392,18 @@ def check_prerequisites(api: DockerAPI, specs: list[dict]) -> None:
                                 f"(it has {sorted(runtimes)}); register it (nvidia_container_toolkit role)")
 
 
+def ensure_networks(api: DockerAPI, networks: list[dict], check_mode: bool) -> list[str]:
+    """Create the networks the engine lacks; their names."""
+    created = []
+    for network in networks:
+        if api.network(network["name"]) is None:
+            created.append(network["name"])
+            if not check_mode:
+                api.create_network({"Name": network["name"], "Driver": "bridge", "CheckDuplicate": True,
+                                    "Labels": {str(k): str(v) for k, v in (network.get("labels") or {}).items()}})
+    return created
+
+
 def plan(api: DockerAPI, specs: list[dict]) -> list[dict]:
     """Per container: what it needs (create, recreate, start, restart, policy update or nothing)."""
     steps = []
@@ -528,6 +555,9 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "containers": {"type": "list", "elements": "dict", "required": True, "options": container},
+            "networks": {"type": "list", "elements": "dict", "default": [],
+                         "options": {"name": {"type": "str", "required": True},
+                                     "labels": {"type": "dict", "default": {}}}},
             "healthy_wait_timeout": {"type": "int", "default": 0},
             "start_delay": {"type": "int", "default": 0},
             **DOCKER_SOCKET_OPTION,
@@ -540,17 +570,19 @@ def main() -> None:
     if duplicated:
         module.fail_json(msg=f"containers named more than once: {duplicated}")
     api = DockerAPI(module.params["docker_socket"])
+    networks: list[str] = []
     try:
+        networks = ensure_networks(api, module.params["networks"], module.check_mode)
         steps = plan(api, specs)
-        changed = any(action(step) != "unchanged" for step in steps)
+        changed = bool(networks) or any(action(step) != "unchanged" for step in steps)
         if changed and not module.check_mode:
             check_prerequisites(api, [step["spec"] for step in steps if step["recreate"]])
             apply(api, steps, module.params["healthy_wait_timeout"], module.params["start_delay"])
     except (SpecError, DockerAPIError) as error:
-        module.fail_json(msg=str(error))
+        module.fail_json(msg=str(error), networks=networks)
     report = [dict({"name": s["name"], "action": action(s)}, **({"reason": s["reason"]} if s["reason"] else {}))
               for s in steps]
-    module.exit_json(changed=changed, containers=report)
+    module.exit_json(changed=changed, containers=report, networks=networks)
 
 
 if __name__ == "__main__":

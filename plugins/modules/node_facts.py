@@ -18,7 +18,7 @@ description:
     holding it (as C(findmnt --target) finds it) and the space left there for unprivileged users (as
     C(df) counts it).
   - Sets C(terafleet_docker_api_version) to the API version of the running Docker engine, or null when
-    none answers on O(docker_socket).
+    none answers on O(docker_socket), and C(terafleet_images_present) to those of O(images) the engine has.
   - Only reads, and fails only on nvidia-smi: the checks on what it read belong to the playbook, which
     names the variable to fix.
 options:
@@ -36,6 +36,11 @@ options:
   lstor_path:
     description: The node-local disk's path ($LSTOR) to look at; none when not given.
     type: path
+  images:
+    description: Image references to look for in the Docker engine (an untagged name means C(:latest)).
+    type: list
+    elements: str
+    default: []
 attributes:
   facts:
     support: full
@@ -81,6 +86,11 @@ ansible_facts:
       description: API version of the running Docker engine, null when none answers.
       type: str
       sample: "1.43"
+    terafleet_images_present:
+      description: The references of O(images) the engine has, in the order given.
+      type: list
+      elements: str
+      sample: ["terafleet/worker:latest"]
 """
 
 import os
@@ -122,6 +132,17 @@ def docker_api_version(socket_path: str) -> str | None:
     return str(answer.get("ApiVersion")) if isinstance(answer, dict) and answer.get("ApiVersion") else None
 
 
+def images_present(socket_path: str, references: list[str]) -> list[str]:
+    """Those of `references` the engine can inspect (none when it does not answer)."""
+    if not references:
+        return []
+    api = DockerAPI(socket_path, timeout=30)
+    try:
+        return [ref for ref in references if api.image(ref) is not None]
+    except (DockerAPIError, OSError):
+        return []
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -129,6 +150,7 @@ def main() -> None:
             "nvidia_smi_path": {"type": "path"},
             "nvidia_smi_timeout": {"type": "int", "default": 30},
             "lstor_path": {"type": "path"},
+            "images": {"type": "list", "elements": "str", "default": []},
             **DOCKER_SOCKET_OPTION,
         },
         supports_check_mode=True,
@@ -144,6 +166,7 @@ def main() -> None:
     if params["lstor_path"]:
         facts["terafleet_lstor"] = lstor_facts(params["lstor_path"])
     facts["terafleet_docker_api_version"] = docker_api_version(params["docker_socket"])
+    facts["terafleet_images_present"] = images_present(params["docker_socket"], params["images"])
     module.exit_json(changed=False, ansible_facts=facts)
 
 
