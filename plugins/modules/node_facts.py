@@ -41,6 +41,13 @@ options:
     type: list
     elements: str
     default: []
+  packages:
+    description:
+      - Debian packages to ask C(dpkg-query) about, so a role installs or holds only what needs it
+        instead of loading apt's whole package cache to find nothing to do.
+    type: list
+    elements: str
+    default: []
 attributes:
   facts:
     support: full
@@ -86,6 +93,12 @@ ansible_facts:
       description: API version of the running Docker engine, null when none answers.
       type: str
       sample: "1.43"
+    terafleet_packages:
+      description:
+        - With O(packages), per package what dpkg knows of it, null for a package it does not know.
+        - The whole fact is null where the node has no C(dpkg-query) (not the Debian family).
+      type: dict
+      sample: {docker.io: {installed: true, selection: hold, version: "20.10.24+dfsg1-1+b3"}, python3-docker: null}
     terafleet_images_present:
       description: The references of O(images) the engine has, in the order given.
       type: list
@@ -94,6 +107,8 @@ ansible_facts:
 """
 
 import os
+import shutil
+import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -132,6 +147,33 @@ def docker_api_version(socket_path: str) -> str | None:
     return str(answer.get("ApiVersion")) if isinstance(answer, dict) and answer.get("ApiVersion") else None
 
 
+def parse_dpkg_query(output: str, names: list[str]) -> dict:
+    """`dpkg-query -W -f='${Package}\\t${Status}\\t${Version}\\n'` output, per name asked."""
+    known = {}
+    for line in output.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 3:
+            continue
+        name, status, version = fields
+        words = status.split()
+        known[name] = {"installed": len(words) == 3 and words[2] == "installed",
+                       "selection": words[0] if words else "", "version": version}
+    return {name: known.get(name) for name in names}
+
+
+def packages(names: list[str]) -> dict | None:
+    """What dpkg knows of each package, or None without dpkg-query."""
+    dpkg_query = shutil.which("dpkg-query")
+    if not dpkg_query:
+        return None
+    if not names:
+        return {}
+    # Exit status 1 only says some package is unknown; those are left out of the output.
+    result = subprocess.run([dpkg_query, "-W", "-f=${Package}\t${Status}\t${Version}\n", *names],
+                            capture_output=True, text=True, check=False, timeout=60)
+    return parse_dpkg_query(result.stdout, names)
+
+
 def images_present(socket_path: str, references: list[str]) -> list[str]:
     """Those of `references` the engine can inspect (none when it does not answer)."""
     if not references:
@@ -151,6 +193,7 @@ def main() -> None:
             "nvidia_smi_timeout": {"type": "int", "default": 30},
             "lstor_path": {"type": "path"},
             "images": {"type": "list", "elements": "str", "default": []},
+            "packages": {"type": "list", "elements": "str", "default": []},
             **DOCKER_SOCKET_OPTION,
         },
         supports_check_mode=True,
@@ -167,6 +210,8 @@ def main() -> None:
         facts["terafleet_lstor"] = lstor_facts(params["lstor_path"])
     facts["terafleet_docker_api_version"] = docker_api_version(params["docker_socket"])
     facts["terafleet_images_present"] = images_present(params["docker_socket"], params["images"])
+    if params["packages"]:
+        facts["terafleet_packages"] = packages(params["packages"])
     module.exit_json(changed=False, ansible_facts=facts)
 
 

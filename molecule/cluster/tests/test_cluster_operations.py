@@ -103,10 +103,26 @@ def test_a_new_license_is_placed_and_restarts_only_that_nodes_servers(tmp_path):
             exec_result = host.run(f"docker exec terachem-{gpu_set} cat /opt/terachem/license.key")
             assert exec_result.stdout == "TERACHEM-RENEWED-LICENSE\n"
         assert "TERACHEM-RENEWED-LICENSE" not in result.stdout + result.stderr
+        assert smoke_test_result(result.stdout) == "ok", "restarted servers are smoke-tested"
     finally:
         restored = playbook("site.yml", "--limit", gpu_node)
         assert restored.returncode == 0, restored.stdout[-3000:]
     assert host.file(path).content_string == original
+    unchanged = playbook("site.yml", "--limit", gpu_node)
+    assert unchanged.returncode == 0 and f"{gpu_node}" in unchanged.stdout
+    assert "changed=0" in unchanged.stdout.split("PLAY RECAP")[-1], unchanged.stdout[-3000:]
+    assert smoke_test_result(unchanged.stdout) == "skipping", "a run that changed nothing sends no calculation"
+
+
+def smoke_test_result(stdout: str) -> str:
+    """How the smoke test's submit task ended on the node: ok, skipping, failed, or absent."""
+    lines = stdout.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("TASK [") and "Submit through the broker" in line:
+            for after in lines[index + 1:]:
+                if after.startswith(("ok:", "skipping:", "fatal:", "changed:")):
+                    return after.split(":")[0].replace("fatal", "failed")
+    return "absent"
 
 
 @pytest.mark.parametrize("extra_vars, message", [

@@ -3,7 +3,7 @@ GPU reading is gpu_facts' (test_gpu_facts.py); the whole module runs in the gpu_
 
 import os
 
-from node_facts import docker_api_version, lstor_facts, mount_point
+from node_facts import docker_api_version, lstor_facts, mount_point, parse_dpkg_query
 
 
 def test_a_directory_on_the_root_file_system_reports_root_as_its_mount_point(tmp_path):
@@ -37,3 +37,15 @@ def test_a_missing_path_or_a_file_is_not_a_directory(tmp_path):
 
 def test_no_engine_on_the_socket_is_no_version(tmp_path):
     assert docker_api_version(str(tmp_path / "docker.sock")) is None
+
+
+def test_dpkg_query_output_says_installed_held_and_unknown_per_package():
+    output = ("docker.io\thold ok installed\t20.10.24+dfsg1-1+b3\n"
+              "python3-requests\tdeinstall ok config-files\t2.28.1+dfsg-1\n"
+              "nvidia-container-toolkit\tinstall ok half-configured\t1.17.8-1\n")
+    assert parse_dpkg_query(output, ["docker.io", "python3-requests", "nvidia-container-toolkit", "absent"]) == {
+        "docker.io": {"installed": True, "selection": "hold", "version": "20.10.24+dfsg1-1+b3"},
+        "python3-requests": {"installed": False, "selection": "deinstall", "version": "2.28.1+dfsg-1"},
+        "nvidia-container-toolkit": {"installed": False, "selection": "install", "version": "1.17.8-1"},
+        "absent": None,
+    }
