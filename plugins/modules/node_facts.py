@@ -41,6 +41,18 @@ options:
     type: list
     elements: str
     default: []
+  paths:
+    description: Paths to ask whether they exist (links followed).
+    type: list
+    elements: path
+    default: []
+  json_files:
+    description:
+      - JSON files to read (such as Docker's C(daemon.json)); a missing one reads as null, one that is not
+        JSON fails the task naming it.
+    type: list
+    elements: path
+    default: []
   packages:
     description:
       - Debian packages to ask C(dpkg-query) about, so a role installs or holds only what needs it
@@ -93,6 +105,14 @@ ansible_facts:
       description: API version of the running Docker engine, null when none answers.
       type: str
       sample: "1.43"
+    terafleet_paths:
+      description: With O(paths), whether each exists.
+      type: dict
+      sample: {/usr/share/keyrings/nvidia-container-toolkit-keyring.asc: true}
+    terafleet_json:
+      description: With O(json_files), each file's document, null for a missing file.
+      type: dict
+      sample: {/etc/docker/daemon.json: {live-restore: true}}
     terafleet_packages:
       description:
         - With O(packages), per package what dpkg knows of it, null for a package it does not know.
@@ -106,6 +126,7 @@ ansible_facts:
       sample: ["terafleet/worker:latest"]
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -174,6 +195,23 @@ def packages(names: list[str]) -> dict | None:
     return parse_dpkg_query(result.stdout, names)
 
 
+class FactsError(Exception):
+    """Something the node holds cannot be read as asked."""
+
+
+def read_json(path: str) -> object:
+    """The JSON document in `path`, None when there is no such file."""
+    try:
+        with open(path, "rb") as source:
+            raw = source.read()
+    except FileNotFoundError:
+        return None
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except ValueError as error:
+        raise FactsError(f"{path} is not valid JSON ({error}); fix or remove it by hand") from None
+
+
 def images_present(socket_path: str, references: list[str]) -> list[str]:
     """Those of `references` the engine can inspect (none when it does not answer)."""
     if not references:
@@ -194,6 +232,8 @@ def main() -> None:
             "lstor_path": {"type": "path"},
             "images": {"type": "list", "elements": "str", "default": []},
             "packages": {"type": "list", "elements": "str", "default": []},
+            "paths": {"type": "list", "elements": "path", "default": []},
+            "json_files": {"type": "list", "elements": "path", "default": []},
             **DOCKER_SOCKET_OPTION,
         },
         supports_check_mode=True,
@@ -212,6 +252,13 @@ def main() -> None:
     facts["terafleet_images_present"] = images_present(params["docker_socket"], params["images"])
     if params["packages"]:
         facts["terafleet_packages"] = packages(params["packages"])
+    if params["paths"]:
+        facts["terafleet_paths"] = {path: os.path.exists(path) for path in params["paths"]}
+    if params["json_files"]:
+        try:
+            facts["terafleet_json"] = {path: read_json(path) for path in params["json_files"]}
+        except (FactsError, OSError) as error:
+            module.fail_json(msg=str(error))
     module.exit_json(changed=False, ansible_facts=facts)
 
 

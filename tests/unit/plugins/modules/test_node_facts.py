@@ -3,7 +3,9 @@ GPU reading is gpu_facts' (test_gpu_facts.py); the whole module runs in the gpu_
 
 import os
 
-from node_facts import docker_api_version, lstor_facts, mount_point, parse_dpkg_query
+import pytest
+
+from node_facts import FactsError, docker_api_version, lstor_facts, mount_point, parse_dpkg_query, read_json
 
 
 def test_a_directory_on_the_root_file_system_reports_root_as_its_mount_point(tmp_path):
@@ -49,3 +51,17 @@ def test_dpkg_query_output_says_installed_held_and_unknown_per_package():
         "nvidia-container-toolkit": {"installed": False, "selection": "install", "version": "1.17.8-1"},
         "absent": None,
     }
+
+
+def test_json_files_read_as_documents_a_missing_one_as_none(tmp_path):
+    (tmp_path / "daemon.json").write_text('{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}')
+    (tmp_path / "empty.json").write_text("\n")
+    assert read_json(str(tmp_path / "daemon.json")) == {"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}
+    assert read_json(str(tmp_path / "empty.json")) == {}
+    assert read_json(str(tmp_path / "missing.json")) is None
+
+
+def test_a_json_file_that_is_not_json_is_named(tmp_path):
+    (tmp_path / "daemon.json").write_text("{broken")
+    with pytest.raises(FactsError, match=r"daemon.json is not valid JSON .*; fix or remove it by hand"):
+        read_json(str(tmp_path / "daemon.json"))
