@@ -178,41 +178,45 @@ def check_rabbitmq(host: str, port: int, user: str, password: str, vhost: str, t
         raise NotReady(f"RabbitMQ at {host}:{port}: {error}") from None
     with sock:
         try:
-            sock.sendall(b"AMQP\x00\x00\x09\x01")
-            method, args = read_method(sock)
-        except (OSError, EOFError, struct.error) as error:
-            raise NotReady(f"RabbitMQ at {host}:{port} accepted the connection but did not start AMQP: {error}") from None
-        if method != START:
-            raise NotReady(f"RabbitMQ at {host}:{port} answered {method} instead of Connection.Start")
-        version = server_version(args)
-        # Asking for authentication_failure_close makes RabbitMQ say why it refuses a login.
-        properties = table(shortstr("product") + b"S" + longstr(b"terafleet broker_check")
-                           + shortstr("capabilities") + b"F"
-                           + table(shortstr("authentication_failure_close") + b"t\x01"))
-        sock.sendall(method_frame(START_OK, properties + shortstr("PLAIN")
-                                  + longstr(b"\0" + user.encode() + b"\0" + password.encode()) + shortstr("en_US")))
-        try:
-            method, args = read_method(sock)
-        except (OSError, EOFError) as error:
-            return {"authenticated": False, "server_version": version, "message": f"connection closed: {error}"}
-        if method == CLOSE:
-            return {"authenticated": False, "server_version": version, "message": close_reason(args)}
-        if method != TUNE:
-            raise NotReady(f"RabbitMQ answered {method} to the login instead of Connection.Tune")
-        channel_max, frame_max, _heartbeat = struct.unpack(">HIH", args[:8])
-        sock.sendall(method_frame(TUNE_OK, struct.pack(">HIH", channel_max, frame_max, 0)))
-        sock.sendall(method_frame(OPEN, shortstr(vhost) + shortstr("") + b"\x00"))
-        method, args = read_method(sock)
-        if method == CLOSE:
-            raise Refused(f"RabbitMQ: user {user} cannot open virtual host {vhost!r}: {close_reason(args)}")
-        if method != OPEN_OK:
-            raise NotReady(f"RabbitMQ answered {method} to Connection.Open")
-        sock.sendall(method_frame(CLOSE, struct.pack(">H", 200) + shortstr("terafleet check done")
-                                  + struct.pack(">HH", 0, 0)))
-        try:
-            read_method(sock)  # Connection.Close-Ok; the check is already done either way
-        except (OSError, EOFError):
-            pass
+            return _amqp_login(sock, user, password, vhost)
+        except (OSError, EOFError, struct.error, IndexError) as error:
+            # Reset, closed or cut short mid-handshake (a broker still starting, or too busy to answer).
+            reason = str(error) or type(error).__name__
+            raise NotReady(f"RabbitMQ at {host}:{port} broke off the AMQP handshake: {reason}") from None
+
+
+def _amqp_login(sock: socket.socket, user: str, password: str, vhost: str) -> dict:
+    sock.sendall(b"AMQP\x00\x00\x09\x01")
+    method, args = read_method(sock)
+    if method != START:
+        raise NotReady(f"RabbitMQ answered {method} instead of Connection.Start")
+    version = server_version(args)
+    # Asking for authentication_failure_close makes RabbitMQ say why it refuses a login, and lets a
+    # refusal (Connection.Close) be told from a connection that merely broke.
+    properties = table(shortstr("product") + b"S" + longstr(b"terafleet broker_check")
+                       + shortstr("capabilities") + b"F"
+                       + table(shortstr("authentication_failure_close") + b"t\x01"))
+    sock.sendall(method_frame(START_OK, properties + shortstr("PLAIN")
+                              + longstr(b"\0" + user.encode() + b"\0" + password.encode()) + shortstr("en_US")))
+    method, args = read_method(sock)
+    if method == CLOSE:
+        return {"authenticated": False, "server_version": version, "message": close_reason(args)}
+    if method != TUNE:
+        raise NotReady(f"RabbitMQ answered {method} to the login instead of Connection.Tune")
+    channel_max, frame_max, _heartbeat = struct.unpack(">HIH", args[:8])
+    sock.sendall(method_frame(TUNE_OK, struct.pack(">HIH", channel_max, frame_max, 0)))
+    sock.sendall(method_frame(OPEN, shortstr(vhost) + shortstr("") + b"\x00"))
+    method, args = read_method(sock)
+    if method == CLOSE:
+        raise Refused(f"RabbitMQ: user {user} cannot open virtual host {vhost!r}: {close_reason(args)}")
+    if method != OPEN_OK:
+        raise NotReady(f"RabbitMQ answered {method} to Connection.Open")
+    sock.sendall(method_frame(CLOSE, struct.pack(">H", 200) + shortstr("terafleet check done")
+                              + struct.pack(">HH", 0, 0)))
+    try:
+        read_method(sock)  # Connection.Close-Ok; the check is already done either way
+    except (OSError, EOFError, struct.error):
+        pass
     return {"authenticated": True, "server_version": version, "message": ""}
 
 
@@ -246,7 +250,8 @@ def check_redis(host: str, port: int, password: str, timeout: float) -> dict:
             auth, ping = read_line(sock), read_line(sock)
         except (OSError, EOFError) as error:
             raise NotReady(f"Redis at {host}:{port} did not answer: {error}") from None
-    if auth.startswith("-WRONGPASS") or auth.startswith("-ERR invalid password") or "no password is set" in auth:
+    if (auth.startswith("-WRONGPASS") or auth.startswith("-ERR invalid password") or "no password is set" in auth
+            or "without any password configured" in auth):
         raise Refused(f"Redis at {host}:{port} refused the configured password: {auth[1:]}")
     if auth != "+OK" or ping != "+PONG":
         raise NotReady(f"Redis at {host}:{port} answered {auth!r} to AUTH and {ping!r} to PING")

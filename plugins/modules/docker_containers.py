@@ -175,6 +175,11 @@ options:
     suboptions:
       name: {description: Network name., type: str, required: true}
       labels: {description: Labels of a new network; values are turned into strings., type: dict, default: {}}
+  changed_marker:
+    description: A file created (with its directory) before anything is changed, when something will be;
+      it stays until whoever tests the change removes it (terafleet's smoke test), so a run that fails
+      before that test leaves the test due.
+    type: path
   healthy_wait_timeout:
     description: When above 0, start the containers one at a time, each after the one before it turned
       healthy, waiting at most this many seconds for each. 0 starts them all at once.
@@ -392,16 +397,21 @@ def check_prerequisites(api: DockerAPI, specs: list[dict]) -> None:
                                 f"(it has {sorted(runtimes)}); register it (nvidia_container_toolkit role)")
 
 
-def ensure_networks(api: DockerAPI, networks: list[dict], check_mode: bool) -> list[str]:
+def mark(path: str) -> None:
+    """Create the marker file `path` (and its directory), empty, root-only."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    with open(path, "a", encoding="utf-8"):
+        pass
+    os.chmod(path, 0o600)
+
+
+def ensure_networks(api: DockerAPI, missing: list[dict], check_mode: bool) -> list[str]:
     """Create the networks the engine lacks; their names."""
-    created = []
-    for network in networks:
-        if api.network(network["name"]) is None:
-            created.append(network["name"])
-            if not check_mode:
-                api.create_network({"Name": network["name"], "Driver": "bridge", "CheckDuplicate": True,
-                                    "Labels": {str(k): str(v) for k, v in (network.get("labels") or {}).items()}})
-    return created
+    for network in missing:
+        if not check_mode:
+            api.create_network({"Name": network["name"], "Driver": "bridge", "CheckDuplicate": True,
+                                "Labels": {str(k): str(v) for k, v in (network.get("labels") or {}).items()}})
+    return [network["name"] for network in missing]
 
 
 def plan(api: DockerAPI, specs: list[dict]) -> list[dict]:
@@ -558,6 +568,7 @@ def main() -> None:
             "networks": {"type": "list", "elements": "dict", "default": [],
                          "options": {"name": {"type": "str", "required": True},
                                      "labels": {"type": "dict", "default": {}}}},
+            "changed_marker": {"type": "path"},
             "healthy_wait_timeout": {"type": "int", "default": 0},
             "start_delay": {"type": "int", "default": 0},
             **DOCKER_SOCKET_OPTION,
@@ -572,13 +583,16 @@ def main() -> None:
     api = DockerAPI(module.params["docker_socket"])
     networks: list[str] = []
     try:
-        networks = ensure_networks(api, module.params["networks"], module.check_mode)
+        missing = [n for n in module.params["networks"] if api.network(n["name"]) is None]
         steps = plan(api, specs)
-        changed = bool(networks) or any(action(step) != "unchanged" for step in steps)
+        changed = bool(missing) or any(action(step) != "unchanged" for step in steps)
+        if changed and module.params["changed_marker"] and not module.check_mode:
+            mark(module.params["changed_marker"])
+        networks = ensure_networks(api, missing, module.check_mode)
         if changed and not module.check_mode:
             check_prerequisites(api, [step["spec"] for step in steps if step["recreate"]])
             apply(api, steps, module.params["healthy_wait_timeout"], module.params["start_delay"])
-    except (SpecError, DockerAPIError) as error:
+    except (SpecError, DockerAPIError, OSError) as error:
         module.fail_json(msg=str(error), networks=networks)
     report = [dict({"name": s["name"], "action": action(s)}, **({"reason": s["reason"]} if s["reason"] else {}))
               for s in steps]

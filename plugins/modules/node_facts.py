@@ -19,8 +19,8 @@ description:
     C(df) counts it).
   - Sets C(terafleet_docker_api_version) to the API version of the running Docker engine, or null when
     none answers on O(docker_socket), and C(terafleet_images_present) to those of O(images) the engine has.
-  - Only reads, and fails only on nvidia-smi: the checks on what it read belong to the playbook, which
-    names the variable to fix.
+  - Only reads, and fails only where it cannot read (nvidia-smi, a JSON file that is not JSON, a hung
+    dpkg-query): the checks on what it read belong to the playbook, which names the variable to fix.
 options:
   gpus:
     description: Read the GPUs with nvidia-smi.
@@ -128,6 +128,7 @@ ansible_facts:
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -142,10 +143,34 @@ except ImportError:  # unit tests import the plugins as plain modules
     from nvidia_smi import NvidiaSmiError, read_gpus
 
 
-def mount_point(path: str) -> str:
-    """The mount point of the file system holding `path` (symlinks resolved), like findmnt --target."""
+class FactsError(Exception):
+    """Something the node holds cannot be read as asked."""
+
+
+def mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Every mount point of this mount namespace (bind mounts included), as the kernel lists them."""
+    points = []
+    try:
+        with open(mountinfo, encoding="utf-8") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) > 4:
+                    # Spaces and other specials are octal escapes (\040) in mountinfo.
+                    points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+    except OSError:
+        return []
+    return points
+
+
+def mount_point(path: str, points: list[str] | None = None) -> str:
+    """The mount point of the file system holding `path` (symlinks resolved), as findmnt --target finds it:
+    the longest mount point the path lies under, a bind mount included."""
     current = os.path.realpath(path)
-    while not os.path.ismount(current):
+    points = mount_points() if points is None else points
+    under = [p for p in points if current == p or current.startswith(p.rstrip("/") + "/")]
+    if under:
+        return max(under, key=len)
+    while not os.path.ismount(current):  # no mountinfo (not Linux): the file system's own boundary
         current = os.path.dirname(current)
     return current
 
@@ -190,13 +215,12 @@ def packages(names: list[str]) -> dict | None:
     if not names:
         return {}
     # Exit status 1 only says some package is unknown; those are left out of the output.
-    result = subprocess.run([dpkg_query, "-W", "-f=${Package}\t${Status}\t${Version}\n", *names],
-                            capture_output=True, text=True, check=False, timeout=60)
+    try:
+        result = subprocess.run([dpkg_query, "-W", "-f=${Package}\t${Status}\t${Version}\n", *names],
+                                capture_output=True, text=True, check=False, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise FactsError("dpkg-query did not answer within 60 s (is dpkg locked by a running upgrade?)") from None
     return parse_dpkg_query(result.stdout, names)
-
-
-class FactsError(Exception):
-    """Something the node holds cannot be read as asked."""
 
 
 def read_json(path: str) -> object:
@@ -251,7 +275,10 @@ def main() -> None:
     facts["terafleet_docker_api_version"] = docker_api_version(params["docker_socket"])
     facts["terafleet_images_present"] = images_present(params["docker_socket"], params["images"])
     if params["packages"]:
-        facts["terafleet_packages"] = packages(params["packages"])
+        try:
+            facts["terafleet_packages"] = packages(params["packages"])
+        except FactsError as error:
+            module.fail_json(msg=str(error))
     if params["paths"]:
         facts["terafleet_paths"] = {path: os.path.exists(path) for path in params["paths"]}
     if params["json_files"]:

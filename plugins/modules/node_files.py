@@ -40,11 +40,17 @@ options:
           - The file is rewritten, sorted and indented by 4 like C(to_nice_json), only when the merge changes
             what it holds, not for its formatting; a file that is not a JSON object fails the task untouched.
         type: dict
+      secret:
+        description:
+          - The content is a secret (a license, a password in a configuration file). It is kept out of the
+            task's result, the module's arguments returned with it and its diff.
+        type: bool
+        default: false
       backup:
         description: Keep a copy of a file before it is rewritten, named as M(ansible.builtin.copy) names its backups.
         type: bool
         default: false
-      mode: {description: Octal mode as a string (C("0644")); required unless C(state=absent)., type: str}
+      mode: {description: Octal mode as a quoted string (C("0644")); required unless C(state=absent)., type: raw}
       owner: {description: Owner., type: str, default: root}
       group: {description: Group., type: str, default: root}
 attributes:
@@ -53,7 +59,8 @@ attributes:
   diff_mode:
     support: full
 notes:
-  - Content is text. For a secret, set C(no_log) on the task; the diff then shows nothing either.
+  - Content is text. Mark a secret with O(files[].secret); C(no_log) on the task hides the rest of the
+    result from the output too.
 """
 
 EXAMPLES = r"""
@@ -107,6 +114,11 @@ def validate(entries: list[dict]) -> None:
             raise FilesError(f"{path} is listed twice")
         seen.add(path)
         given = [key for key in ("content", "json_merge") if entry.get(key) is not None]
+        if not os.path.isabs(path):
+            raise FilesError(f"{path}: not an absolute path")
+        if entry.get("mode") is not None and not isinstance(entry["mode"], str):
+            raise FilesError(f"{path}: mode {entry['mode']!r} must be a quoted octal string such as '0644' "
+                             "(YAML reads 0644 unquoted as the number 420)")
         if state == "absent":
             if given:
                 raise FilesError(f"{path}: {given[0]} given for a path that must be absent")
@@ -154,7 +166,7 @@ def apply(entries: list[dict], check_mode: bool, want_diff: bool, changed: list[
         did_change, before = ensure_file(path, content, entry["mode"], uid, gid, check_mode)
         if did_change:
             changed.append(path)
-            if want_diff and before != content:
+            if want_diff and before != content and not entry.get("secret"):
                 diffs.append({"before_header": path, "after_header": path,
                               "before": before.decode(errors="replace") if before is not None else "",
                               "after": content.decode(errors="replace")})
@@ -170,7 +182,8 @@ def main() -> None:
                                   "content": {"type": "str"},
                                   "json_merge": {"type": "dict"},
                                   "backup": {"type": "bool", "default": False},
-                                  "mode": {"type": "str"},
+                                  "secret": {"type": "bool", "default": False},
+                                  "mode": {"type": "raw"},
                                   "owner": {"type": "str", "default": "root"},
                                   "group": {"type": "str", "default": "root"}}},
         },
@@ -179,6 +192,9 @@ def main() -> None:
     changed: list[str] = []
     diffs: list[dict] = []
     backups: list[str] = []
+    for entry in module.params["files"]:
+        if entry.get("secret") and entry.get("content"):
+            module.no_log_values.add(entry["content"])
     try:
         validate(module.params["files"])
         apply(module.params["files"], module.check_mode, module._diff, changed, diffs, backups)

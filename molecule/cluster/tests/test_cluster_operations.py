@@ -13,6 +13,7 @@ from scenario import control, expected_energy
 
 testinfra_hosts = ["ansible://tf-cl-head"]
 SERVERS = {(n, f"terachem-{s}:11111") for n in GPU_NODES for s in SETS}
+SMOKE_PENDING = "/var/lib/terafleet/smoke-test-pending"
 
 
 def containers_state() -> dict:
@@ -108,6 +109,13 @@ def test_a_new_license_is_placed_and_restarts_only_that_nodes_servers(tmp_path):
         restored = playbook("site.yml", "--limit", gpu_node)
         assert restored.returncode == 0, restored.stdout[-3000:]
     assert host.file(path).content_string == original
+    assert not host.file(SMOKE_PENDING).exists, "a passing smoke test clears the marker its change left"
+    # A test that failed or never ran after a change is due on the next run, changed or not.
+    host.check_output(f"touch {SMOKE_PENDING}")
+    pending = playbook("site.yml", "--limit", gpu_node)
+    assert pending.returncode == 0, pending.stdout[-3000:]
+    assert smoke_test_result(pending.stdout) == "ok", "a pending smoke test runs though nothing changed"
+    assert not host.file(SMOKE_PENDING).exists
     unchanged = playbook("site.yml", "--limit", gpu_node)
     assert unchanged.returncode == 0 and f"{gpu_node}" in unchanged.stdout
     assert "changed=0" in unchanged.stdout.split("PLAY RECAP")[-1], unchanged.stdout[-3000:]

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from node_facts import FactsError, docker_api_version, lstor_facts, mount_point, parse_dpkg_query, read_json
+from node_facts import (FactsError, docker_api_version, lstor_facts, mount_point, mount_points, parse_dpkg_query,
+                        read_json)
 
 
 def test_a_directory_on_the_root_file_system_reports_root_as_its_mount_point(tmp_path):
@@ -65,3 +66,20 @@ def test_a_json_file_that_is_not_json_is_named(tmp_path):
     (tmp_path / "daemon.json").write_text("{broken")
     with pytest.raises(FactsError, match=r"daemon.json is not valid JSON .*; fix or remove it by hand"):
         read_json(str(tmp_path / "daemon.json"))
+
+
+def test_a_bind_mount_on_the_same_file_system_is_its_own_mount_point(tmp_path):
+    lstor = tmp_path / "lstor"
+    (lstor / "terafleet").mkdir(parents=True)
+    points = ["/", str(tmp_path), str(lstor)]
+    assert mount_point(str(lstor / "terafleet"), points) == str(lstor)
+    assert mount_point(str(lstor), points) == str(lstor)
+    assert mount_point(str(tmp_path / "lstorage"), points + [str(tmp_path / "lstorage")]) == str(tmp_path / "lstorage")
+    assert mount_point(str(tmp_path / "other"), points) == str(tmp_path)
+
+
+def test_mountinfo_escapes_are_read(tmp_path):
+    table = tmp_path / "mountinfo"
+    table.write_text("36 35 98:0 /mnt1 /local\\040disk rw,noatime master:1 - ext3 /dev/root rw\n"
+                     "37 35 98:0 / / rw - ext4 /dev/sda1 rw\n")
+    assert mount_points(str(table)) == ["/local disk", "/"]

@@ -175,3 +175,19 @@ def test_backup_keeps_the_old_file_when_it_is_rewritten_only(tmp_path):
 def test_content_and_json_merge_together_are_refused():
     with pytest.raises(FilesError, match="needs content or json_merge, one of them"):
         validate([dict(entry("/tmp/x.json", content="{}"), json_merge={"a": 1})])
+
+
+def test_an_unquoted_mode_is_refused_with_the_reason():
+    with pytest.raises(FilesError, match="must be a quoted octal string"):
+        validate([entry("/tmp/x.conf", content="a", mode=420)])
+
+
+def test_an_absent_entry_with_a_relative_path_is_refused_before_any_change():
+    with pytest.raises(FilesError, match="not an absolute path"):
+        validate([entry("/tmp/x.conf", content="a"), entry("old.conf", "absent", mode=None)])
+
+
+def test_a_secret_file_is_written_but_never_diffed(tmp_path):
+    path = tmp_path / "license.key"
+    changed, diffs = run([dict(entry(path, content="SECRET\n", mode="0400"), secret=True)], diff=True)
+    assert changed == [str(path)] and diffs == [] and path.read_text() == "SECRET\n"
