@@ -46,13 +46,21 @@ class DockerAPI:
         self.socket_path = socket_path
         self.timeout = timeout
         self._version: str | None = None
+        self._reported: str | None = None
+
+    def reported_version(self) -> str:
+        """The API version the engine says it speaks, old or new, asked once (the unversioned /version
+        answers every client); '' when it names none."""
+        if self._reported is None:
+            answer = self.call("GET", "/version", versioned=False)
+            self._reported = str(answer.get("ApiVersion") or "") if isinstance(answer, dict) else ""
+        return self._reported
 
     @property
     def version(self) -> str:
-        """The engine's own API version, asked once (the unversioned /version answers every client)."""
+        """The engine's own API version, refused below the oldest terafleet speaks."""
         if self._version is None:
-            answer = self.call("GET", "/version", versioned=False)
-            version = str(answer.get("ApiVersion", "")) if isinstance(answer, dict) else ""
+            version = self.reported_version()
             try:
                 parts = tuple(int(p) for p in version.split("."))
             except ValueError:

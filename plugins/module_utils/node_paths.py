@@ -77,20 +77,28 @@ def merge(current: object, keys: dict) -> dict:
     return merged
 
 
+def load_json(path: str) -> tuple[bytes | None, object]:
+    """The bytes of the file at `path` and its JSON document: (None, None) when there is no such file, an
+    empty file reads as {}; ValueError when it is not JSON."""
+    try:
+        with open(path, "rb") as current:
+            raw = current.read()
+    except FileNotFoundError:
+        return None, None
+    return raw, json.loads(raw) if raw.strip() else {}
+
+
 def merged_json(path: str, keys: dict) -> tuple[bytes | None, dict | None, dict]:
     """The JSON document at `path` with `keys` merged in: (the file's bytes, its document, the merged one).
 
     A missing file is an empty document; one that is not a JSON object is refused, never overwritten.
     """
     try:
-        with open(path, "rb") as current:
-            raw = current.read()
-    except FileNotFoundError:
-        return None, None, merge({}, keys)
-    try:
-        document = json.loads(raw) if raw.strip() else {}
+        raw, document = load_json(path)
     except ValueError:
-        document = None
+        raw, document = b"", None
+    if raw is None:
+        return None, None, merge({}, keys)
     if not isinstance(document, dict):
         raise FilesError(f"{path} is not a JSON object; fix or remove it by hand, terafleet will not overwrite "
                          "what it cannot read")

@@ -170,13 +170,17 @@ def server_version(start_args: bytes) -> str:
     return ""
 
 
+def connect(service: str, host: str, port: int, timeout: float) -> socket.socket:
+    """A connection to `service`; one it refuses, or not yet, is worth another try."""
+    try:
+        return socket.create_connection((host, port), timeout=timeout)
+    except OSError as error:
+        raise NotReady(f"{service} at {host}:{port}: {error}") from None
+
+
 def check_rabbitmq(host: str, port: int, user: str, password: str, vhost: str, timeout: float) -> dict:
     """Log in over AMQP 0-9-1 and open `vhost`, then close cleanly."""
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as error:
-        raise NotReady(f"RabbitMQ at {host}:{port}: {error}") from None
-    with sock:
+    with connect("RabbitMQ", host, port, timeout) as sock:
         try:
             return _amqp_login(sock, user, password, vhost)
         except (OSError, EOFError, struct.error, IndexError) as error:
@@ -240,11 +244,7 @@ def read_line(sock: socket.socket) -> str:
 
 def check_redis(host: str, port: int, password: str, timeout: float) -> dict:
     """AUTH, then PING; a refused password fails, a Redis still loading its data is not ready yet."""
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as error:
-        raise NotReady(f"Redis at {host}:{port}: {error}") from None
-    with sock:
+    with connect("Redis", host, port, timeout) as sock:
         try:
             sock.sendall(redis_command("AUTH", password) + redis_command("PING") + redis_command("QUIT"))
             auth, ping = read_line(sock), read_line(sock)

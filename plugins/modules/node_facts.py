@@ -126,7 +126,6 @@ ansible_facts:
       sample: ["terafleet/worker:latest"]
 """
 
-import json
 import os
 import re
 import shutil
@@ -137,9 +136,11 @@ from ansible.module_utils.basic import AnsibleModule
 try:
     from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
         DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError)
+    from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import load_json
     from ansible_collections.terafleet.cluster.plugins.module_utils.nvidia_smi import NvidiaSmiError, read_gpus
 except ImportError:  # unit tests import the plugins as plain modules
     from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError
+    from node_paths import load_json
     from nvidia_smi import NvidiaSmiError, read_gpus
 
 
@@ -184,13 +185,12 @@ def lstor_facts(path: str) -> dict:
             "available_bytes": usage.f_bavail * usage.f_frsize}
 
 
-def docker_api_version(socket_path: str) -> str | None:
+def docker_api_version(api: DockerAPI) -> str | None:
     """The engine's API version as it says it, old or new (the playbook judges it), or None."""
     try:
-        answer = DockerAPI(socket_path, timeout=10).call("GET", "/version", versioned=False)
+        return api.reported_version() or None
     except (DockerAPIError, OSError):
         return None
-    return str(answer.get("ApiVersion")) if isinstance(answer, dict) and answer.get("ApiVersion") else None
 
 
 def parse_dpkg_query(output: str, names: list[str]) -> dict:
@@ -226,21 +226,15 @@ def packages(names: list[str]) -> dict | None:
 def read_json(path: str) -> object:
     """The JSON document in `path`, None when there is no such file."""
     try:
-        with open(path, "rb") as source:
-            raw = source.read()
-    except FileNotFoundError:
-        return None
-    try:
-        return json.loads(raw) if raw.strip() else {}
+        return load_json(path)[1]
     except ValueError as error:
         raise FactsError(f"{path} is not valid JSON ({error}); fix or remove it by hand") from None
 
 
-def images_present(socket_path: str, references: list[str]) -> list[str]:
+def images_present(api: DockerAPI, references: list[str]) -> list[str]:
     """Those of `references` the engine can inspect (none when it does not answer)."""
     if not references:
         return []
-    api = DockerAPI(socket_path, timeout=30)
     try:
         return [ref for ref in references if api.image(ref) is not None]
     except (DockerAPIError, OSError):
@@ -272,8 +266,9 @@ def main() -> None:
             module.fail_json(msg=str(error))
     if params["lstor_path"]:
         facts["terafleet_lstor"] = lstor_facts(params["lstor_path"])
-    facts["terafleet_docker_api_version"] = docker_api_version(params["docker_socket"])
-    facts["terafleet_images_present"] = images_present(params["docker_socket"], params["images"])
+    api = DockerAPI(params["docker_socket"], timeout=30)
+    facts["terafleet_docker_api_version"] = docker_api_version(api)
+    facts["terafleet_images_present"] = images_present(api, params["images"])
     if params["packages"]:
         try:
             facts["terafleet_packages"] = packages(params["packages"])

@@ -4,6 +4,7 @@ GPU reading is gpu_facts' (test_gpu_facts.py); the whole module runs in the gpu_
 import os
 
 import pytest
+from docker_api import DockerAPI
 
 from node_facts import (FactsError, docker_api_version, lstor_facts, mount_point, mount_points, parse_dpkg_query,
                         read_json)
@@ -39,7 +40,7 @@ def test_a_missing_path_or_a_file_is_not_a_directory(tmp_path):
 
 
 def test_no_engine_on_the_socket_is_no_version(tmp_path):
-    assert docker_api_version(str(tmp_path / "docker.sock")) is None
+    assert docker_api_version(DockerAPI(str(tmp_path / "docker.sock"))) is None
 
 
 def test_dpkg_query_output_says_installed_held_and_unknown_per_package():
