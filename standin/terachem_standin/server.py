@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tcpb import terachem_server_pb2 as pb
-
+from . import messages
 from .backends import BACKENDS, BOHR_PER_ANGSTROM, CalculationError, Job, Result
+
+pb = messages.load()
 
 log = logging.getLogger("terachem-standin")
 HEADER = struct.Struct(">II")

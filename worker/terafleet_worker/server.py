@@ -6,6 +6,8 @@ import socket
 import struct
 from pathlib import Path
 
+from . import messages
+
 HEADER = struct.Struct(">II")
 STATUS = 0
 
@@ -19,8 +21,7 @@ def status(host: str, port: int, timeout: float) -> bool:
 
     A TCP connect is not enough: an unlicensed or wedged TeraChem accepts connections and never answers.
     """
-    from tcpb import terachem_server_pb2 as pb
-
+    pb = messages.load()
     try:
         with socket.create_connection((host, port), timeout=timeout) as conn:
             conn.settimeout(timeout)
