@@ -175,6 +175,16 @@ options:
     suboptions:
       name: {description: Network name., type: str, required: true}
       labels: {description: Labels of a new network; values are turned into strings., type: dict, default: {}}
+  volumes:
+    description: Named volumes (C(local) driver) created before the containers where they are missing, with
+      their labels (a volume a container mounts would otherwise be created by the engine, unlabelled); an
+      existing volume is left as it is, data and labels.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name: {description: Volume name., type: str, required: true}
+      labels: {description: Labels of a new volume; values are turned into strings., type: dict, default: {}}
   changed_marker:
     description: A file created (with its directory) before anything is changed, when something will be;
       it stays until whoever tests the change removes it (terafleet's smoke test), so a run that fails
@@ -229,6 +239,12 @@ networks:
   type: list
   elements: str
   sample: [terafleet]
+volumes:
+  description: The volumes created.
+  returned: always
+  type: list
+  elements: str
+  sample: [terafleet-rabbitmq-data]
 containers:
   description: What was done to each container, in the order given.
   returned: always
@@ -405,13 +421,25 @@ def mark(path: str) -> None:
     os.chmod(path, 0o600)
 
 
+def string_labels(labels: dict | None) -> dict:
+    return {str(key): str(value) for key, value in (labels or {}).items()}
+
+
 def ensure_networks(api: DockerAPI, missing: list[dict], check_mode: bool) -> list[str]:
     """Create the networks the engine lacks; their names."""
     for network in missing:
         if not check_mode:
             api.create_network({"Name": network["name"], "Driver": "bridge", "CheckDuplicate": True,
-                                "Labels": {str(k): str(v) for k, v in (network.get("labels") or {}).items()}})
+                                "Labels": string_labels(network.get("labels"))})
     return [network["name"] for network in missing]
+
+
+def ensure_volumes(api: DockerAPI, missing: list[dict], check_mode: bool) -> list[str]:
+    """Create the volumes the engine lacks; their names."""
+    for volume in missing:
+        if not check_mode:
+            api.create_volume({"Name": volume["name"], "Driver": "local", "Labels": string_labels(volume.get("labels"))})
+    return [volume["name"] for volume in missing]
 
 
 def plan(api: DockerAPI, specs: list[dict]) -> list[dict]:
@@ -568,6 +596,9 @@ def main() -> None:
             "networks": {"type": "list", "elements": "dict", "default": [],
                          "options": {"name": {"type": "str", "required": True},
                                      "labels": {"type": "dict", "default": {}}}},
+            "volumes": {"type": "list", "elements": "dict", "default": [],
+                        "options": {"name": {"type": "str", "required": True},
+                                    "labels": {"type": "dict", "default": {}}}},
             "changed_marker": {"type": "path"},
             "healthy_wait_timeout": {"type": "int", "default": 0},
             "start_delay": {"type": "int", "default": 0},
@@ -582,21 +613,24 @@ def main() -> None:
         module.fail_json(msg=f"containers named more than once: {duplicated}")
     api = DockerAPI(module.params["docker_socket"])
     networks: list[str] = []
+    volumes: list[str] = []
     try:
-        missing = [n for n in module.params["networks"] if api.network(n["name"]) is None]
+        missing_networks = [n for n in module.params["networks"] if api.network(n["name"]) is None]
+        missing_volumes = [v for v in module.params["volumes"] if api.volume(v["name"]) is None]
         steps = plan(api, specs)
-        changed = bool(missing) or any(action(step) != "unchanged" for step in steps)
+        changed = bool(missing_networks or missing_volumes) or any(action(step) != "unchanged" for step in steps)
         if changed and module.params["changed_marker"] and not module.check_mode:
             mark(module.params["changed_marker"])
-        networks = ensure_networks(api, missing, module.check_mode)
+        networks = ensure_networks(api, missing_networks, module.check_mode)
+        volumes = ensure_volumes(api, missing_volumes, module.check_mode)
         if changed and not module.check_mode:
             check_prerequisites(api, [step["spec"] for step in steps if step["recreate"]])
             apply(api, steps, module.params["healthy_wait_timeout"], module.params["start_delay"])
     except (SpecError, DockerAPIError, OSError) as error:
-        module.fail_json(msg=str(error), networks=networks)
+        module.fail_json(msg=str(error), networks=networks, volumes=volumes)
     report = [dict({"name": s["name"], "action": action(s)}, **({"reason": s["reason"]} if s["reason"] else {}))
               for s in steps]
-    module.exit_json(changed=changed, containers=report, networks=networks)
+    module.exit_json(changed=changed, containers=report, networks=networks, volumes=volumes)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,23 @@ def containers_state() -> dict:
     return state
 
 
+@pytest.mark.parametrize("container, volume, data, config", [
+    ("terafleet-rabbitmq", "terafleet-rabbitmq-data", "/var/lib/rabbitmq", "/etc/rabbitmq/conf.d/10-terafleet.conf"),
+    ("terafleet-redis", "terafleet-redis-data", "/data", "/usr/local/etc/redis/redis.conf"),
+])
+def test_broker_and_backend_keep_their_data_on_labelled_volumes(host, container, volume, data, config):
+    info = inspect(host, container)
+    mounts = {m["Destination"]: m for m in info["Mounts"]}
+    assert mounts[data]["Type"] == "volume" and mounts[data]["Name"] == volume
+    assert mounts[config]["Type"] == "bind" and mounts[config]["RW"] is False
+    # Labelled, so teardown's purge finds them; RabbitMQ keeps its database under a fixed node name.
+    assert json.loads(host.check_output(f"docker volume inspect {volume}"))[0]["Labels"] == {
+        "org.terafleet.role": "broker"}
+    assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped" and info["State"]["Running"]
+    if container == "terafleet-rabbitmq":
+        assert info["Config"]["Hostname"] == "terafleet-rabbitmq"
+
+
 def test_forty_calculations_all_correct_over_all_four_servers(compute):
     rng = random.Random(11)
     docs = [water(rng.uniform(0.9, 1.15)) for _ in range(40)]
