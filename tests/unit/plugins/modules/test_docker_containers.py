@@ -6,8 +6,8 @@ import copy
 import pytest
 
 from docker_api import DockerAPIError
-from docker_containers import (HASH_LABEL, SpecError, action, apply, check_prerequisites, create_body, duration_ns, plan,
-                               port_bindings)
+from docker_containers import (HASH_LABEL, SpecError, action, apply, check_prerequisites, create_body, duration_ns,
+                               ensure_volumes, plan, port_bindings)
 
 SERVER = {
     "name": "terachem-gpu0", "hostname": "terachem-gpu0", "image": "mtzgroup/terachem:1.9", "init": True,
@@ -283,3 +283,21 @@ def test_a_zero_stop_timeout_is_kept():
     engine.calls.clear()
     converge(engine, [spec(stop_timeout=0, env={"OMP_NUM_THREADS": 2})])
     assert ("stop", "terachem-gpu0", 0) in engine.calls
+
+
+class VolumeEngine:
+    def __init__(self):
+        self.created = []
+
+    def create_volume(self, body):
+        self.created.append(body)
+        return body
+
+
+def test_missing_volumes_are_created_local_with_string_labels_and_not_in_check_mode():
+    engine = VolumeEngine()
+    wanted = [{"name": "terafleet-rabbitmq-data", "labels": {"org.terafleet.role": "broker", "org.terafleet.n": 1}}]
+    assert ensure_volumes(engine, wanted, check_mode=True) == ["terafleet-rabbitmq-data"] and engine.created == []
+    assert ensure_volumes(engine, wanted, check_mode=False) == ["terafleet-rabbitmq-data"]
+    assert engine.created == [{"Name": "terafleet-rabbitmq-data", "Driver": "local",
+                               "Labels": {"org.terafleet.role": "broker", "org.terafleet.n": "1"}}]
