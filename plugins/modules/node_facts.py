@@ -60,6 +60,13 @@ options:
     type: list
     elements: str
     default: []
+  services:
+    description:
+      - systemd units to ask C(systemctl show) about, so a role changes a service only where its state or
+        enablement differs.
+    type: list
+    elements: str
+    default: []
 attributes:
   facts:
     support: full
@@ -119,6 +126,13 @@ ansible_facts:
         - The whole fact is null where the node has no C(dpkg-query) (not the Debian family).
       type: dict
       sample: {docker.io: {installed: true, selection: hold, version: "20.10.24+dfsg1-1+b3"}, python3-docker: null}
+    terafleet_services:
+      description:
+        - With O(services), per unit its C(ActiveState) and C(UnitFileState) (empty for a unit systemd does
+          not know).
+        - The whole fact is null where C(systemctl) is missing or systemd does not run.
+      type: dict
+      sample: {docker.service: {active: active, enabled: enabled}}
     terafleet_images_present:
       description: The references of O(images) the engine has, in the order given.
       type: list
@@ -223,6 +237,30 @@ def packages(names: list[str]) -> dict | None:
     return parse_dpkg_query(result.stdout, names)
 
 
+def parse_systemctl_show(output: str) -> dict:
+    """`systemctl show --property=ActiveState,UnitFileState UNIT` output."""
+    properties = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+    return {"active": properties.get("ActiveState", ""), "enabled": properties.get("UnitFileState", "")}
+
+
+def services(names: list[str]) -> dict | None:
+    """Each unit's state and enablement, or None without a running systemd."""
+    systemctl = shutil.which("systemctl")
+    if not systemctl:
+        return None
+    states = {}
+    for name in names:
+        try:
+            result = subprocess.run([systemctl, "show", "--property=ActiveState,UnitFileState", "--", name],
+                                    capture_output=True, text=True, check=False, timeout=30)
+        except subprocess.TimeoutExpired:
+            raise FactsError(f"systemctl show {name} did not answer within 30 s") from None
+        if result.returncode != 0:  # "System has not been booted with systemd", or no bus
+            return None
+        states[name] = parse_systemctl_show(result.stdout)
+    return states
+
+
 def read_json(path: str) -> object:
     """The JSON document in `path`, None when there is no such file."""
     try:
@@ -252,6 +290,7 @@ def main() -> None:
             "packages": {"type": "list", "elements": "str", "default": []},
             "paths": {"type": "list", "elements": "path", "default": []},
             "json_files": {"type": "list", "elements": "path", "default": []},
+            "services": {"type": "list", "elements": "str", "default": []},
             **DOCKER_SOCKET_OPTION,
         },
         supports_check_mode=True,
@@ -272,6 +311,11 @@ def main() -> None:
     if params["packages"]:
         try:
             facts["terafleet_packages"] = packages(params["packages"])
+        except FactsError as error:
+            module.fail_json(msg=str(error))
+    if params["services"]:
+        try:
+            facts["terafleet_services"] = services(params["services"])
         except FactsError as error:
             module.fail_json(msg=str(error))
     if params["paths"]:

@@ -139,14 +139,37 @@ def test_a_new_license_is_placed_and_restarts_only_that_nodes_servers(tmp_path):
     assert smoke_test_result(unchanged.stdout) == "skipping", "a run that changed nothing sends no calculation"
 
 
-def smoke_test_result(stdout: str) -> str:
-    """How the smoke test ended on the node: ok (it submitted), skipping, failed, or absent."""
+def test_a_disabled_docker_service_is_enabled_again_and_the_node_smoke_tested():
+    gpu_node = GPU_NODES[1]
+    host = node(gpu_node)
+    host.check_output("systemctl disable docker.service")
+    result = playbook("site.yml", "--limit", gpu_node)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert host.check_output("systemctl is-enabled docker.service") == "enabled"
+    assert task_result(result.stdout, "Keep the docker service started") == "changed"
+    assert smoke_test_result(result.stdout) == "ok", "a node whose Docker service changed is smoke-tested"
+    again = playbook("site.yml", "--limit", gpu_node)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert task_result(again.stdout, "Keep the docker service started") == "skipping"
+
+
+def task_result(stdout: str, task: str) -> str:
+    """How the first task whose banner holds `task` ended: ok, changed, skipping, failed, or absent."""
     lines = stdout.splitlines()
     for index, line in enumerate(lines):
-        if line.startswith("TASK [") and ("Submit through the broker" in line or "Send one calculation" in line):
+        if line.startswith("TASK [") and task in line:
             for after in lines[index + 1:]:
                 if after.startswith(("ok:", "skipping:", "fatal:", "changed:")):
                     return after.split(":")[0].replace("fatal", "failed")
+    return "absent"
+
+
+def smoke_test_result(stdout: str) -> str:
+    """How the smoke test ended on the node: ok (it submitted), skipping, failed, or absent."""
+    for task in ("Submit through the broker", "Send one calculation"):
+        result = task_result(stdout, task)
+        if result != "absent":
+            return result
     return "absent"
 
 

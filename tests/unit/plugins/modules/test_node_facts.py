@@ -6,8 +6,9 @@ import os
 import pytest
 from docker_api import DockerAPI
 
+import node_facts
 from node_facts import (FactsError, docker_api_version, lstor_facts, mount_point, mount_points, parse_dpkg_query,
-                        read_json)
+                        parse_systemctl_show, read_json, services)
 
 
 def test_a_directory_on_the_root_file_system_reports_root_as_its_mount_point(tmp_path):
@@ -53,6 +54,38 @@ def test_dpkg_query_output_says_installed_held_and_unknown_per_package():
         "nvidia-container-toolkit": {"installed": False, "selection": "install", "version": "1.17.8-1"},
         "absent": None,
     }
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("ActiveState=active\nUnitFileState=enabled\n", {"active": "active", "enabled": "enabled"}),
+    ("ActiveState=failed\nUnitFileState=disabled\n", {"active": "failed", "enabled": "disabled"}),
+    ("ActiveState=inactive\nUnitFileState=\n", {"active": "inactive", "enabled": ""}),  # no such unit
+    ("", {"active": "", "enabled": ""}),
+])
+def test_systemctl_show_output_gives_state_and_enablement(output, expected):
+    assert parse_systemctl_show(output) == expected
+
+
+def fake_systemctl(tmp_path, monkeypatch, script: str) -> None:
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text("#!/bin/sh\n" + script)
+    systemctl.chmod(0o755)
+    monkeypatch.setattr(node_facts.shutil, "which", lambda name: str(systemctl) if name == "systemctl" else None)
+
+
+def test_services_asks_systemctl_per_unit(tmp_path, monkeypatch):
+    fake_systemctl(tmp_path, monkeypatch, 'if [ "$4" = docker.service ]; then echo ActiveState=active; '
+                   'echo UnitFileState=enabled; else echo ActiveState=inactive; echo UnitFileState=; fi\n')
+    assert services(["docker.service", "absent.service"]) == {
+        "docker.service": {"active": "active", "enabled": "enabled"},
+        "absent.service": {"active": "inactive", "enabled": ""}}
+
+
+def test_services_without_a_running_systemd_are_unknown(tmp_path, monkeypatch):
+    fake_systemctl(tmp_path, monkeypatch, "echo 'System has not been booted with systemd' >&2; exit 1\n")
+    assert services(["docker.service"]) is None
+    monkeypatch.setattr(node_facts.shutil, "which", lambda name: None)
+    assert services(["docker.service"]) is None
 
 
 def test_json_files_read_as_documents_a_missing_one_as_none(tmp_path):
