@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: node_facts
-short_description: Read a node's GPUs, its $LSTOR file system and its Docker API version, in one call
+short_description: Read a node's GPUs, $LSTOR, Docker engine, packages, services and files, in one call
 version_added: 0.3.0
 author: terafleet developers
 extends_documentation_fragment:
@@ -19,8 +19,11 @@ description:
     C(df) counts it).
   - Sets C(terafleet_docker_api_version) to the API version of the running Docker engine, or null when
     none answers on O(docker_socket), and C(terafleet_images_present) to those of O(images) the engine has.
+  - With O(packages), O(services), O(paths) and O(json_files), sets C(terafleet_packages) (dpkg),
+    C(terafleet_services) (systemd), C(terafleet_paths) and C(terafleet_json).
   - Only reads, and fails only where it cannot read (nvidia-smi, a JSON file that is not JSON, a hung
-    dpkg-query): the checks on what it read belong to the playbook, which names the variable to fix.
+    dpkg-query or systemctl): the checks on what it read belong to the playbook, which names the variable
+    to fix.
 options:
   gpus:
     description: Read the GPUs with nvidia-smi.

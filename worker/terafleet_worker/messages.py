@@ -17,7 +17,11 @@ NAME = "tcpb.terachem_server_pb2"
 
 
 def load() -> ModuleType:
-    """The module `tcpb.terachem_server_pb2`, imported at most once per process."""
+    """The module `tcpb.terachem_server_pb2`, imported at most once per process.
+
+    A `tcpb` imported afterwards finds it with `from tcpb import terachem_server_pb2` (as tcpb's clients
+    do), not as an attribute of the package.
+    """
     if NAME in sys.modules:
         return sys.modules[NAME]
     package = importlib.util.find_spec("tcpb")
