@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from .app import SETTINGS, app
 
 REPLY_TIMEOUT = 5.0
+# The worker acknowledges add_consumer and cancel_consumer before its consumer has changed (Celery
+# schedules the change on its event loop), so the state is read again until it shows the change.
+SETTLE_TIMEOUT = 10.0
 
 
 class NoReply(RuntimeError):
@@ -51,6 +55,17 @@ def state() -> dict:
             "active": len(_reply(inspector.active())), "reserved": len(_reply(inspector.reserved()))}
 
 
+def settled_state(queues: list[str], consume: bool) -> dict:
+    """The worker's state once it consumes (or no longer consumes) every one of `queues`, or after
+    SETTLE_TIMEOUT as it then is; the caller judges it."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        current = state()
+        if all((queue in current["queues"]) == consume for queue in queues) or time.monotonic() >= deadline:
+            return current
+        time.sleep(0.2)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="terafleet-worker-control", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["drain", "resume", "state"])
@@ -59,9 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command != "state" and not args.queues:
         parser.error(f"{args.command} needs at least one queue")
     try:
-        if args.command != "state":
+        if args.command == "state":
+            print(json.dumps(state()))
+        else:
             set_consuming(args.queues, args.command == "resume")
-        print(json.dumps(state()))
+            print(json.dumps(settled_state(args.queues, args.command == "resume")))
     except NoReply as error:
         print(f"terafleet-worker-control: {error}", file=sys.stderr)
         sys.exit(69)
