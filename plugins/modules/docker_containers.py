@@ -277,9 +277,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 try:
     from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
-        DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError)
+        DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError, string_map)
 except ImportError:  # unit tests import the plugins as plain modules
-    from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError
+    from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError, string_map
 
 HASH_LABEL = "org.terafleet.config-hash"
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -322,8 +322,8 @@ def port_bindings(published: list[str], name: str) -> dict:
 def normalized(spec: dict) -> dict:
     """The spec with strings where Docker keeps strings, so equal configurations hash alike."""
     spec = dict(spec)
-    spec["env"] = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
-    spec["labels"] = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
+    spec["env"] = string_map(spec.get("env"))
+    spec["labels"] = string_map(spec.get("labels"))
     spec["published_ports"] = [str(p) for p in spec.get("published_ports") or []]
     return spec
 
@@ -421,16 +421,12 @@ def mark(path: str) -> None:
     os.chmod(path, 0o600)
 
 
-def string_labels(labels: dict | None) -> dict:
-    return {str(key): str(value) for key, value in (labels or {}).items()}
-
-
 def ensure_networks(api: DockerAPI, missing: list[dict], check_mode: bool) -> list[str]:
     """Create the networks the engine lacks; their names."""
     for network in missing:
         if not check_mode:
             api.create_network({"Name": network["name"], "Driver": "bridge", "CheckDuplicate": True,
-                                "Labels": string_labels(network.get("labels"))})
+                                "Labels": string_map(network.get("labels"))})
     return [network["name"] for network in missing]
 
 
@@ -438,7 +434,7 @@ def ensure_volumes(api: DockerAPI, missing: list[dict], check_mode: bool) -> lis
     """Create the volumes the engine lacks; their names."""
     for volume in missing:
         if not check_mode:
-            api.create_volume({"Name": volume["name"], "Driver": "local", "Labels": string_labels(volume.get("labels"))})
+            api.create_volume({"Name": volume["name"], "Driver": "local", "Labels": string_map(volume.get("labels"))})
     return [volume["name"] for volume in missing]
 
 
@@ -569,6 +565,7 @@ def main() -> None:
     healthcheck = {"test": {"type": "list", "elements": "str", "required": True},
                    "interval": {"type": "str", "default": "30s"}, "timeout": {"type": "str", "default": "30s"},
                    "retries": {"type": "int", "default": 3}, "start_period": {"type": "str", "default": "0s"}}
+    labelled = {"name": {"type": "str", "required": True}, "labels": {"type": "dict", "default": {}}}
     container = {
         "name": {"type": "str", "required": True},
         "image": {"type": "str", "required": True},
@@ -593,12 +590,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "containers": {"type": "list", "elements": "dict", "required": True, "options": container},
-            "networks": {"type": "list", "elements": "dict", "default": [],
-                         "options": {"name": {"type": "str", "required": True},
-                                     "labels": {"type": "dict", "default": {}}}},
-            "volumes": {"type": "list", "elements": "dict", "default": [],
-                        "options": {"name": {"type": "str", "required": True},
-                                    "labels": {"type": "dict", "default": {}}}},
+            "networks": {"type": "list", "elements": "dict", "default": [], "options": labelled},
+            "volumes": {"type": "list", "elements": "dict", "default": [], "options": labelled},
             "changed_marker": {"type": "path"},
             "healthy_wait_timeout": {"type": "int", "default": 0},
             "start_delay": {"type": "int", "default": 0},

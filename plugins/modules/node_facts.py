@@ -311,23 +311,17 @@ def main() -> None:
     api = DockerAPI(params["docker_socket"], timeout=30)
     facts["terafleet_docker_api_version"] = docker_api_version(api)
     facts["terafleet_images_present"] = images_present(api, params["images"])
-    if params["packages"]:
-        try:
+    try:
+        if params["packages"]:
             facts["terafleet_packages"] = packages(params["packages"])
-        except FactsError as error:
-            module.fail_json(msg=str(error))
-    if params["services"]:
-        try:
+        if params["services"]:
             facts["terafleet_services"] = services(params["services"])
-        except FactsError as error:
-            module.fail_json(msg=str(error))
-    if params["paths"]:
-        facts["terafleet_paths"] = {path: os.path.exists(path) for path in params["paths"]}
-    if params["json_files"]:
-        try:
+        if params["paths"]:
+            facts["terafleet_paths"] = {path: os.path.exists(path) for path in params["paths"]}
+        if params["json_files"]:
             facts["terafleet_json"] = {path: read_json(path) for path in params["json_files"]}
-        except (FactsError, OSError) as error:
-            module.fail_json(msg=str(error))
+    except (FactsError, OSError) as error:
+        module.fail_json(msg=str(error))
     module.exit_json(changed=False, ansible_facts=facts)
 
 

@@ -77,11 +77,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 try:
     from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
-        DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError)
+        DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError, string_map)
     from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import (
         FilesError, ensure_directory, resolve_ids)
 except ImportError:  # unit tests import the plugins as plain modules
-    from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError
+    from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError, string_map
     from node_paths import FilesError, ensure_directory, resolve_ids
 
 __all__ = ["ScratchError", "ensure_directory", "ensure_volume", "resolve_ids"]
@@ -104,7 +104,7 @@ def ensure_volume(api: DockerAPI, name: str, device: str, labels: dict, check_mo
     if not check_mode:
         api.create_volume({"Name": name, "Driver": "local",
                            "DriverOpts": {"type": "none", "o": "bind", "device": device},
-                           "Labels": {str(k): str(v) for k, v in labels.items()}})
+                           "Labels": string_map(labels)})
     return True
 
 
