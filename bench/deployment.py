@@ -54,7 +54,8 @@ def run(argv: list[str], log: Path | None = None, **kwargs) -> tuple[float, subp
         log.parent.mkdir(exist_ok=True)
         log.write_text(result.stdout + result.stderr)
     if result.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:4])} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+        raise SystemExit(f"{' '.join(argv[:4])} failed ({result.returncode}):\n{result.stdout[-4000:]}\n"
+                         f"{result.stderr[-2000:]}")
     return elapsed, result
 
 
@@ -79,8 +80,8 @@ def cluster(name: str, platforms: list[dict], services: bool = True):
         spec = {"molecule_yml": {"scenario": {"name": f"bench-{name}"}, "platforms": platforms},
                 "molecule_scenario_directory": str(work), "molecule_instance_config": str(work / "instances.yml")}
         (work / "spec.json").write_text(json.dumps(spec))
-        playbook = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", f"ansible_python_interpreter={BIN / 'python'}",
-                    "-e", f"@{work / 'spec.json'}"]
+        playbook = [str(BIN / "ansible-playbook"), "-i", "localhost,",
+                    "-e", f"ansible_python_interpreter={BIN / 'python'}", "-e", f"@{work / 'spec.json'}"]
         run([*playbook, str(REPO / "molecule/shared/destroy.yml")], env=ansible_env())
         try:
             elapsed, _ = run([*playbook, str(REPO / "molecule/shared/create.yml")], env=ansible_env())
@@ -144,9 +145,9 @@ def floor(nodes: dict[str, str], work: Path, head: str, gpus: int = 2) -> float:
         env = ["-e", f"FLOOR_RABBITMQ_PASSWORD={keys['broker_rabbitmq_password']}",
                "-e", f"FLOOR_REDIS_PASSWORD={keys['broker_redis_password']}", "-e", f"FLOOR_HEAD={head_ip}",
                "-e", f"FLOOR_GPUS={gpus}", "-e", f"FLOOR_LICENSE={license_text}"]
-        script = open(REPO / "bench" / "floor.sh", "rb")
-        running.append((node, subprocess.Popen(["docker", "exec", "-i", *env, node, "bash", "-s", role], stdin=script,
-                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
+        with open(REPO / "bench" / "floor.sh", "rb") as script:  # the docker client keeps its own descriptor
+            running.append((node, subprocess.Popen(["docker", "exec", "-i", *env, node, "bash", "-s", role],
+                                                   stdin=script, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
     for node, process in running:
         output, _ = process.communicate(timeout=1200)
         if process.returncode != 0:
@@ -190,9 +191,10 @@ def bench_gpu_sets() -> None:
         for count in (4, 4, 8, 16):  # the first 4 also installs the node layer
             sets = json.dumps({"preflight_gpu_sets": [[str(i)] for i in range(count)]})
             if times:
-                playbook(hosts, "teardown.yml", "-e", f"@{secrets_file}", "-e", "teardown_purge=true", "--limit", "tf-bg-gpu",
-                         label=f"teardown-before-{count}")
-            times[count] = playbook(hosts, "site.yml", "-e", f"@{secrets_file}", "-e", sets, label=f"gpu-sets-{count}")[0]
+                playbook(hosts, "teardown.yml", "-e", f"@{secrets_file}", "-e", "teardown_purge=true",
+                         "--limit", "tf-bg-gpu", label=f"teardown-before-{count}")
+            times[count] = playbook(hosts, "site.yml", "-e", f"@{secrets_file}", "-e", sets,
+                                    label=f"gpu-sets-{count}")[0]
             log(f"site.yml with {count} GPU sets: {times[count]:.1f} s")
     per_set = (times[16] - times[4]) / 12
     row("site.yml on a node with 4 / 8 / 16 GPU sets (after teardown)",
@@ -224,7 +226,8 @@ def bench_hosts() -> None:
         for count in (2, 4, 6, 8, 10):
             for platform in platforms:
                 subprocess.run(["docker", "exec", platform["name"], "sh", "-c",
-                                "rm -rf /usr/local/sbin/terafleet-* /etc/cron.d/terafleet-* /var/lib/terafleet"], check=True)
+                                "rm -rf /usr/local/sbin/terafleet-* /etc/cron.d/terafleet-* /var/lib/terafleet"],
+                               check=True)
             limit = ",".join(p["name"] for p in platforms[:count])
             times[count] = playbook(hosts, str(cheap), "--limit", limit, label=f"hosts-{count}")[0]
             log(f"cheap tasks on {count} fresh hosts: {times[count]:.1f} s")
@@ -257,16 +260,16 @@ def save() -> None:
     STORE.write_text(json.dumps(store, indent=1) + "\n")
     lines = ["| figure | value | target | measured |", "| --- | --- | --- | --- |"] + [
         f"| {n} | {f['value']} | {f['target']} | {f['measured']} |" for n, f in store.items()]
-    RESULTS.write_text("# Benchmark figures\n\nWritten by `bench/deployment.py` (`make bench`); what they mean and why: "
-                       "`bench/README.md`.\n\n" + "\n".join(lines) + "\n")
+    RESULTS.write_text("# Benchmark figures\n\nWritten by `bench/deployment.py` (`make bench`); what they mean and "
+                       "why: `bench/README.md`.\n\n" + "\n".join(lines) + "\n")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="converge,gpu_sets,gpu_floor,hosts,others")
     args = parser.parse_args()
-    benches = {"converge": bench_converge, "gpu_sets": bench_gpu_sets, "gpu_floor": bench_gpu_floor, "hosts": bench_hosts,
-               "others": bench_others}
+    benches = {"converge": bench_converge, "gpu_sets": bench_gpu_sets, "gpu_floor": bench_gpu_floor,
+               "hosts": bench_hosts, "others": bench_others}
     for name in args.only.split(","):
         benches[name]()
         save()  # a later part that fails keeps what this one measured

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import docker
+
 from terafleet_worker import reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
@@ -62,7 +63,8 @@ def main() -> int:
     added = celery_ms - direct_ms
     print(f"tasks per path:             {count}")
     print(f"direct tcpb call:           {direct_ms:8.2f} ms/task (median {statistics.median(direct) * 1000:.2f})")
-    print(f"through Celery:             {celery_ms:8.2f} ms/task (median {statistics.median(through_celery) * 1000:.2f})")
+    print(f"through Celery:             {celery_ms:8.2f} ms/task "
+          f"(median {statistics.median(through_celery) * 1000:.2f})")
     print(f"added by Celery:            {added:8.2f} ms/task (target <= {TARGET_MS:.0f} ms: "
           f"{'met' if added <= TARGET_MS else 'MISSED'})")
     return 0

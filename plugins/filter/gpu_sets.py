@@ -76,11 +76,7 @@ _value:
 
 from typing import Any
 
-try:
-    from ansible.errors import AnsibleFilterError
-except ImportError:  # pragma: no cover - only without ansible-core installed
-    class AnsibleFilterError(Exception):  # type: ignore[no-redef]
-        """Stand-in so the module imports for documentation tooling."""
+from ansible.errors import AnsibleFilterError
 
 
 def _where(host: str) -> str:

@@ -55,10 +55,10 @@ _value:
   type: list
   elements: dict
   contains:
-    instance: {description: TeraChem container name, C(terachem-<set name>)., type: str}
+    instance: {description: "TeraChem container name, C(terachem-<set name>).", type: str}
     scratch_dir: {description: The server's own scratch directory., type: str}
     scratch_volume: {description: Docker volume bound to RV(_value.scratch_dir)., type: str}
-    worker: {description: Celery worker container name, C(worker-<set name>)., type: str}
+    worker: {description: "Celery worker container name, C(worker-<set name>).", type: str}
     port: {description: Node port the TeraChem server is published on., type: int}
     frontend_port: {description: Node port of the set's file frontend., type: int}
 """
@@ -66,11 +66,7 @@ _value:
 import posixpath
 import re
 
-try:
-    from ansible.errors import AnsibleFilterError
-except ImportError:  # pragma: no cover - only without ansible-core installed
-    class AnsibleFilterError(Exception):  # type: ignore[no-redef]
-        """Stand-in so the module imports for documentation tooling."""
+from ansible.errors import AnsibleFilterError
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -98,7 +94,7 @@ def instance_plan(sets: list[dict], scratch_root: str, host: str, tcpb_base_port
         _port(tcpb_base_port, "TeraChem base port", host) + i for i in range(len(sets))]
     frontend = [_port(frontend_base_port, "frontend base port", host) + i for i in range(len(sets))]
     owners: dict[int, str] = {}
-    for number, (server_port, frontend_port) in enumerate(zip(tcpb, frontend)):
+    for number, (server_port, frontend_port) in enumerate(zip(tcpb, frontend, strict=True)):
         for port, what in ((server_port, "TeraChem"), (frontend_port, "frontend")):
             name = f"{what} port of GPU set {number + 1}"
             if port in owners:

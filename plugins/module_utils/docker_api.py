@@ -19,6 +19,8 @@ DOCKER_SOCKET_OPTION = {"docker_socket": {"type": "path", "default": DEFAULT_SOC
 def string_map(mapping: dict | None) -> dict:
     """Keys and values as strings, the way the engine keeps labels, environment and driver options."""
     return {str(key): str(value) for key, value in (mapping or {}).items()}
+
+
 # Docker 20.10 speaks 1.41, and every call and field used here exists in it. Newer engines are spoken to
 # in their own version (Docker 29 refuses clients below 1.44); the fields used are unchanged there.
 MIN_API_VERSION = (1, 41)

@@ -117,7 +117,8 @@ def backup(path: str) -> str:
     return copy
 
 
-def ensure_file(path: str, content: bytes, mode: str, uid: int, gid: int, check_mode: bool) -> tuple[bool, bytes | None]:
+def ensure_file(path: str, content: bytes, mode: str, uid: int, gid: int,
+                check_mode: bool) -> tuple[bool, bytes | None]:
     """Make `path` a regular file holding exactly `content`, with this owner and mode.
 
     Returns (changed, the previous content or None). New content is written to a temporary file in the

@@ -6,9 +6,10 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: docker_containers
 short_description: Run a group of Docker containers on a node in one call
-version_added: 0.2.0
-author: terafleet developers
+version_added: 0.1.0
+author: terafleet developers (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - terafleet.cluster.docker_api
 description:
   - Brings every container in O(containers) to its configuration and running, with one module run per
@@ -75,7 +76,8 @@ options:
             description: Device driver (C(nvidia)).
             type: str
           count:
-            description: How many devices; C(-1) for all. Ignored when O(containers[].device_requests[].device_ids) is given.
+            description:
+              - How many devices; C(-1) for all. Ignored when O(containers[].device_requests[].device_ids) is given.
             type: int
             default: 0
           device_ids:
@@ -199,6 +201,9 @@ options:
     description: Seconds to wait after starting one container before starting the next.
     type: int
     default: 0
+attributes:
+  platform:
+    platforms: posix
 notes:
   - Only the containers listed are touched; removing one from the list leaves it running.
   - Images are not pulled; a missing image fails the task before any container is changed, and so do a
@@ -275,11 +280,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
-try:
-    from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
-        DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError, string_map)
-except ImportError:  # unit tests import the plugins as plain modules
-    from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError, string_map
+from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
+    DOCKER_SOCKET_OPTION,
+    DockerAPI,
+    DockerAPIError,
+    string_map,
+)
 
 HASH_LABEL = "org.terafleet.config-hash"
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -407,7 +413,7 @@ def check_prerequisites(api: DockerAPI, specs: list[dict]) -> None:
                 raise SpecError(f"{spec['name']}: network {network} does not exist on this node")
         if spec.get("runtime"):
             if runtimes is None:
-                runtimes = set((api.info().get("Runtimes") or {}))
+                runtimes = set(api.info().get("Runtimes") or {})
             if spec["runtime"] not in runtimes:
                 raise SpecError(f"{spec['name']}: the engine has no runtime {spec['runtime']!r} "
                                 f"(it has {sorted(runtimes)}); register it (nvidia_container_toolkit role)")

@@ -7,7 +7,10 @@ DOCUMENTATION = r"""
 module: gpu_facts
 short_description: Gather the NVIDIA GPUs of a node from nvidia-smi
 version_added: 0.1.0
-author: terafleet developers
+author: terafleet developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 description:
   - Runs C(nvidia-smi --query-gpu=... --format=csv,noheader,nounits) and returns, per GPU, its index,
     UUID, name, total memory, PCI bus id and whether nvidia-smi could read it.
@@ -29,6 +32,8 @@ attributes:
     support: none
   facts:
     support: full
+  platform:
+    platforms: posix
 notes:
   - Only reads; it changes nothing on the node.
 requirements:
@@ -58,7 +63,7 @@ ansible_facts:
         index: {description: GPU index as nvidia-smi numbers it., type: int}
         uuid: {description: GPU UUID., type: str}
         name: {description: Product name., type: str}
-        memory_total_mib: {description: Total memory in MiB, null when unreadable., type: int}
+        memory_total_mib: {description: "Total memory in MiB, null when unreadable.", type: int}
         pci_bus_id: {description: PCI bus id., type: str}
         healthy: {description: False when nvidia-smi reports an error for this GPU., type: bool}
       sample:
@@ -72,13 +77,7 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-try:
-    from ansible_collections.terafleet.cluster.plugins.module_utils.nvidia_smi import (
-        NvidiaSmiError, parse_query, read_gpus)
-except ImportError:  # unit tests import the plugins as plain modules
-    from nvidia_smi import NvidiaSmiError, parse_query, read_gpus
-
-__all__ = ["NvidiaSmiError", "parse_query"]
+from ansible_collections.terafleet.cluster.plugins.module_utils.nvidia_smi import NvidiaSmiError, read_gpus
 
 
 def main() -> None:

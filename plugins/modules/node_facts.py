@@ -6,9 +6,11 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: node_facts
 short_description: Read a node's GPUs, $LSTOR, Docker engine, packages, services and files, in one call
-version_added: 0.3.0
-author: terafleet developers
+version_added: 0.1.0
+author: terafleet developers (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
   - terafleet.cluster.docker_api
 description:
   - With O(gpus), reads the GPUs the way M(terafleet.cluster.gpu_facts) does and sets the same facts
@@ -22,7 +24,7 @@ description:
   - With O(packages), O(services), O(paths) and O(json_files), sets C(terafleet_packages) (dpkg),
     C(terafleet_services) (systemd), C(terafleet_paths) and C(terafleet_json).
   - Only reads, and fails only where it cannot read (nvidia-smi, a JSON file that is not JSON, a hung
-    dpkg-query or systemctl): the checks on what it read belong to the playbook, which names the variable
+    dpkg-query or systemctl); the checks on what it read belong to the playbook, which names the variable
     to fix.
 options:
   gpus:
@@ -73,6 +75,8 @@ options:
 attributes:
   facts:
     support: full
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""
@@ -106,10 +110,14 @@ ansible_facts:
       description: With O(lstor_path), the path and the file system holding it.
       type: dict
       contains:
-        path: {description: The path looked at, normalised., type: str}
+        path: {description: "The path looked at, normalised.", type: str}
         is_dir: {description: The path exists and is a directory., type: bool}
-        mount_point: {description: Mount point of the file system holding the path; null when it is not a directory., type: str}
-        available_bytes: {description: Bytes free there for unprivileged users; null when it is not a directory., type: int}
+        mount_point:
+          description: Mount point of the file system holding the path; null when it is not a directory.
+          type: str
+        available_bytes:
+          description: Bytes free there for unprivileged users; null when it is not a directory.
+          type: int
       sample: {path: /lstor, is_dir: true, mount_point: /lstor, available_bytes: 1869122002944}
     terafleet_docker_api_version:
       description: API version of the running Docker engine, null when none answers.
@@ -150,15 +158,13 @@ import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
-try:
-    from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
-        DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError)
-    from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import load_json
-    from ansible_collections.terafleet.cluster.plugins.module_utils.nvidia_smi import NvidiaSmiError, read_gpus
-except ImportError:  # unit tests import the plugins as plain modules
-    from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError
-    from node_paths import load_json
-    from nvidia_smi import NvidiaSmiError, read_gpus
+from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
+    DOCKER_SOCKET_OPTION,
+    DockerAPI,
+    DockerAPIError,
+)
+from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import load_json
+from ansible_collections.terafleet.cluster.plugins.module_utils.nvidia_smi import NvidiaSmiError, read_gpus
 
 
 class FactsError(Exception):

@@ -6,8 +6,10 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: node_files
 short_description: Make a role's directories and small files on a node as asked, in one call
-version_added: 0.3.0
-author: terafleet developers
+version_added: 0.1.0
+author: terafleet developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 description:
   - Brings each entry of O(files), in the order given, to its state. A directory is created with its
     missing parents; a file gets exactly O(files[].content); owner, group and mode are set on both.
@@ -32,7 +34,9 @@ options:
         type: str
         choices: [file, directory, absent]
         default: file
-      content: {description: The file's whole content (C(state=file)); or give O(files[].json_merge)., type: str}
+      content:
+        description: The file's whole content (C(state=file)); or give O(files[].json_merge).
+        type: str
       json_merge:
         description:
           - Keys to merge into the JSON object the file holds (C(state=file)), dictionaries key by key at
@@ -58,6 +62,8 @@ attributes:
     support: full
   diff_mode:
     support: full
+  platform:
+    platforms: posix
 notes:
   - Content is text. Mark a secret with O(files[].secret); C(no_log) on the task hides the rest of the
     result from the output too.
@@ -96,13 +102,17 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-try:
-    from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import (
-        FilesError, backup, ensure_absent, ensure_directory, ensure_file, json_bytes, merged_json, parse_mode,
-        resolve_ids)
-except ImportError:  # unit tests import the plugins as plain modules
-    from node_paths import (FilesError, backup, ensure_absent, ensure_directory, ensure_file, json_bytes, merged_json,
-                            parse_mode, resolve_ids)
+from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import (
+    FilesError,
+    backup,
+    ensure_absent,
+    ensure_directory,
+    ensure_file,
+    json_bytes,
+    merged_json,
+    parse_mode,
+    resolve_ids,
+)
 
 
 def validate(entries: list[dict]) -> None:
@@ -151,7 +161,8 @@ def apply(entries: list[dict], check_mode: bool, want_diff: bool, changed: list[
             if ensure_absent(path, check_mode):
                 changed.append(path)
                 if want_diff:
-                    diffs.append({"before_header": path, "after_header": path, "before": "present\n", "after": "absent\n"})
+                    diffs.append({"before_header": path, "after_header": path, "before": "present\n",
+                                  "after": "absent\n"})
             continue
         uid, gid = resolve_ids(entry["owner"], entry["group"])
         if state == "directory":

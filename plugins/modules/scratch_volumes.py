@@ -6,9 +6,10 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: scratch_volumes
 short_description: Create scratch directories and the Docker volumes bound to them, in one call
-version_added: 0.2.0
-author: terafleet developers
+version_added: 0.1.0
+author: terafleet developers (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - terafleet.cluster.docker_api
 description:
   - Creates each directory in O(directories) (with missing parents) and sets its owner, group and mode,
@@ -24,7 +25,7 @@ options:
     default: []
     suboptions:
       path: {description: Absolute path., type: path, required: true}
-      mode: {description: Octal mode, as a string (C("0750"))., type: str, required: true}
+      mode: {description: 'Octal mode, as a string (C("0750")).', type: str, required: true}
   owner:
     description: Owner of every directory in O(directories).
     type: str
@@ -40,8 +41,14 @@ options:
     default: []
     suboptions:
       name: {description: Volume name., type: str, required: true}
-      device: {description: Directory the volume binds; it must exist or be in O(directories)., type: path, required: true}
+      device:
+        description: Directory the volume binds; it must exist or be in O(directories).
+        type: path
+        required: true
       labels: {description: Labels of a new volume; an existing volume keeps its own., type: dict, default: {}}
+attributes:
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""
@@ -75,14 +82,17 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-try:
-    from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
-        DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError, string_map)
-    from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import (
-        FilesError, ensure_directory, resolve_ids)
-except ImportError:  # unit tests import the plugins as plain modules
-    from docker_api import DOCKER_SOCKET_OPTION, DockerAPI, DockerAPIError, string_map
-    from node_paths import FilesError, ensure_directory, resolve_ids
+from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import (
+    DOCKER_SOCKET_OPTION,
+    DockerAPI,
+    DockerAPIError,
+    string_map,
+)
+from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import (
+    FilesError,
+    ensure_directory,
+    resolve_ids,
+)
 
 __all__ = ["ScratchError", "ensure_directory", "ensure_volume", "resolve_ids"]
 

@@ -27,7 +27,8 @@ def load() -> ModuleType:
     package = importlib.util.find_spec("tcpb")
     if package is None or not package.submodule_search_locations:
         raise ImportError("the tcpb package is not installed")
-    spec = importlib.util.spec_from_file_location(NAME, Path(package.submodule_search_locations[0]) / "terachem_server_pb2.py")
+    location = Path(package.submodule_search_locations[0]) / "terachem_server_pb2.py"
+    spec = importlib.util.spec_from_file_location(NAME, location)
     if spec is None or spec.loader is None:
         raise ImportError(f"tcpb has no terachem_server_pb2 module in {package.submodule_search_locations[0]}")
     module = importlib.util.module_from_spec(spec)

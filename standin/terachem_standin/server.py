@@ -34,14 +34,14 @@ class Faults:
     job_seconds: float = 0.0  # minimum duration of every job
 
     @classmethod
-    def from_env(cls) -> "Faults":
+    def from_env(cls) -> Faults:
         return cls(crash_after_jobs=int(os.environ.get("STANDIN_CRASH_AFTER_JOBS", "0")),
                    crash_mid_job=os.environ.get("STANDIN_CRASH_MID_JOB", "") == "1",
                    crash_on_start=os.environ.get("STANDIN_CRASH_ON_START", "") == "1",
                    hang=os.environ.get("STANDIN_HANG", "") == "1",
                    job_seconds=float(os.environ.get("STANDIN_JOB_SECONDS", "0")))
 
-    def updated(self, control_file: Path) -> "Faults":
+    def updated(self, control_file: Path) -> Faults:
         try:
             overrides = json.loads(control_file.read_text())
         except (OSError, ValueError):
@@ -234,7 +234,7 @@ class StandinServer:
     @staticmethod
     def to_job(job_input: pb.JobInput) -> Job:
         scale = BOHR_PER_ANGSTROM if job_input.mol.units == pb.Mol.UnitType.ANGSTROM else 1.0
-        options = dict(zip(job_input.user_options[::2], job_input.user_options[1::2]))
+        options = dict(zip(job_input.user_options[::2], job_input.user_options[1::2], strict=False))
         return Job(atoms=list(job_input.mol.atoms), xyz_bohr=[x * scale for x in job_input.mol.xyz],
                    charge=job_input.mol.charge, multiplicity=job_input.mol.multiplicity or 1,
                    restricted=job_input.mol.restricted or not job_input.mol.multiplicity > 1,

@@ -4,6 +4,7 @@ is not there."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 
@@ -47,10 +48,8 @@ def services(docker_client, tmp_path_factory):
         yield {"rabbitmq": published_port(rabbitmq, "5672/tcp"), "redis": published_port(redis, "6379/tcp")}
     finally:
         for container in (rabbitmq, redis):
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
 
 
 def args(ports: dict, rabbitmq_password=RABBITMQ_PASSWORD, vhost="terafleet", redis_password=REDIS_PASSWORD,

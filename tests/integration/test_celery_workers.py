@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from terachem_standin.backends import BOHR_PER_ANGSTROM, Job, fake
 
-from terafleet_worker.reference import WATER_HF_STO3G_ENERGY as CRAWFORD_STO3G_ENERGY
+from terachem_standin.backends import BOHR_PER_ANGSTROM, Job, fake
 from terafleet_worker.reference import WATER_BOHR, WATER_SYMBOLS, water_flat
+from terafleet_worker.reference import WATER_HF_STO3G_ENERGY as CRAWFORD_STO3G_ENERGY
 
 from minicluster import host_kill, started_on, wait_for
 
@@ -64,7 +64,7 @@ def test_fifty_calculations_over_two_workers_all_correct(send, pairs):
     docs = [water(scale=rng.uniform(0.9, 1.2)) for _ in range(50)]
     results = [send(doc) for doc in docs]
     servers = {}
-    for doc, result in zip(docs, results):
+    for doc, result in zip(docs, results, strict=True):
         value = result.get(timeout=180)
         assert value["energy"] == pytest.approx(expected_fake_energy(doc), abs=1e-9)
         provenance = value["provenance"]
@@ -197,7 +197,7 @@ def test_worker_health_check_does_a_status_round_trip(cluster, pairs):
 
 def test_terafleet_submit_sends_an_xyz_file_and_prints_the_result(cluster, pairs, tmp_path):
     xyz = tmp_path / "water.xyz"
-    atoms = zip(WATER_SYMBOLS, WATER_BOHR)
+    atoms = zip(WATER_SYMBOLS, WATER_BOHR, strict=True)
     xyz.write_text("3\nwater, Crawford geometry\n" + "".join(
         f"{symbol} {' '.join(f'{c / BOHR_PER_ANGSTROM:.12f}' for c in coords)}\n" for symbol, coords in atoms))
     submit = Path(sys.executable).with_name("terafleet-submit")

@@ -12,6 +12,7 @@ from qcdata import ProgramInput, Structure
 from tcpb import TCProtobufClient
 from tcpb import terachem_server_pb2 as pb
 from tcpb.exceptions import ServerError
+
 from terachem_standin.backends import Job, fake
 from terafleet_worker import reference, server
 

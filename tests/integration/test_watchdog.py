@@ -7,9 +7,9 @@ import time
 import uuid
 
 import pytest
-from script_loader import load_script
 
-from minicluster import REPO, wait_for
+from minicluster import wait_for
+from script_loader import load_script
 
 watchdog_module = load_script("terafleet-watchdog")
 RUN = uuid.uuid4().hex[:6]
@@ -60,8 +60,8 @@ def test_unhealthy_container_is_restarted(containers, tmp_path):
 
 def test_watching_restarts_a_container_that_exits_while_it_watches(containers, tmp_path, capsys):
     container = containers("late", ["sh", "-c", "sleep 2; exit 3"])
-    watchdog_module.main(["--state-file", str(tmp_path / "state.json"), "--selector", f"org.terafleet.test=watchdog-{RUN}",
-                          "--watch", "6", "--every", "1", "--json"])
+    watchdog_module.main(["--state-file", str(tmp_path / "state.json"),
+                          "--selector", f"org.terafleet.test=watchdog-{RUN}", "--watch", "6", "--every", "1", "--json"])
     passes = [json.loads(line)[container.name] for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert len(passes) >= 5 and passes[0] == "ok"
     assert "restarted (exited)" in passes

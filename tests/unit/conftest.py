@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The plugins import as plain modules, the way Ansible loads them from the collection.
-for plugin_dir in ("plugins/modules", "plugins/module_utils", "plugins/filter", "tests"):
-    sys.path.insert(0, str(REPO_ROOT / plugin_dir))
+# The plugins import as Ansible loads them, from the collection: .collections holds
+# ansible_collections/terafleet/cluster, a link back to this checkout. tests/ holds shared helpers.
+for path in (".collections", "tests"):
+    sys.path.insert(0, str(REPO_ROOT / path))
 
 
 @pytest.fixture()

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROLES = sorted(p.parent.parent for p in (Path(__file__).resolve().parents[2] / "roles").glob("*/meta/argument_specs.yml"))
+ROLES = sorted(p.parent.parent
+               for p in (Path(__file__).resolve().parents[2] / "roles").glob("*/meta/argument_specs.yml"))
 
 
 def _load(path: Path) -> dict:

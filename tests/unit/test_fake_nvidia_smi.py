@@ -44,7 +44,8 @@ def test_no_gpu_answers_like_nvidia_smi(spec):
 
 
 def test_header_and_units_without_noheader():
-    result = run(["--query-gpu=index,memory.total", "--format=csv"], {"FAKE_NVIDIA_GPUS": "2:Tesla V100-SXM2-16GB:16160"})
+    result = run(["--query-gpu=index,memory.total", "--format=csv"],
+                 {"FAKE_NVIDIA_GPUS": "2:Tesla V100-SXM2-16GB:16160"})
     assert result.stdout.splitlines() == ["index, memory.total [MiB]", "0, 16160 MiB", "1, 16160 MiB"]
 
 

@@ -74,7 +74,7 @@ def program_input(calc: dict):
     from qcdata import ProgramInput, Structure
     from tcpb import terachem_server_pb2 as pb
 
-    if calc["method"].upper() not in pb.JobInput.MethodType.keys():
+    if calc["method"].upper() not in pb.JobInput.MethodType.keys():  # noqa: SIM118 (a protobuf enum, no dict)
         raise InputError(f"method {calc['method']!r} is not a TeraChem method")
     structure = Structure(symbols=calc["symbols"],
                           geometry=[calc["geometry_bohr"][i:i + 3] for i in range(0, len(calc["geometry_bohr"]), 3)],

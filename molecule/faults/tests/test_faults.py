@@ -22,7 +22,8 @@ WATCHDOG_CRON = "/etc/cron.d/terafleet-checks-watchdog"
 
 def cron_command(host, cron_file: str) -> str:
     """The command a cron entry runs, without its schedule and user fields and its logger pipe."""
-    line = next(l for l in host.file(cron_file).content_string.splitlines() if l and not l.startswith("#"))
+    line = next(entry for entry in host.file(cron_file).content_string.splitlines()
+                if entry and not entry.startswith("#"))
     return " ".join(line.split()[6:]).split(" 2>&1 | logger")[0]
 
 

@@ -10,16 +10,17 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import GPU_NODES, SETS, Producer, ServingMonitor, in_background
-from scenario import control, expected_energy, inspect, node, playbook, start_playbook, water
+
 from terachem_standin.backends import BOHR_PER_ANGSTROM
 
+from conftest import GPU_NODES, SETS, Producer, ServingMonitor, in_background
 from polling import wait_for
+from scenario import control, expected_energy, inspect, node, playbook, start_playbook, water
 
 testinfra_hosts = ["ansible://tf-ro-head"]
 REGISTRY = "registry:5000/terafleet"
-RELEASE = {"latest": ["-e", f"terachem_image={REGISTRY}/standin:latest", "-e", f"celery_worker_image={REGISTRY}/worker:latest"],
-           "v2": ["-e", f"terachem_image={REGISTRY}/standin:v2", "-e", f"celery_worker_image={REGISTRY}/worker:v2"]}
+RELEASE = {tag: ["-e", f"terachem_image={REGISTRY}/standin:{tag}", "-e", f"celery_worker_image={REGISTRY}/worker:{tag}"]
+           for tag in ("latest", "v2")}
 FINISHED_JOBS = ("for d in /lstor/terafleet/scratch/*/server_*/job_*; do "
                  "grep -qx 'Job finished' \"$d/tc.out\" 2>/dev/null && sed -n 3p \"$d/geom.xyz\"; done; true")
 
@@ -72,7 +73,7 @@ def test_rolling_update_under_load_loses_nothing_and_keeps_a_node_serving(celery
     during = [(at, replies, serving) for at, replies, serving in monitor.samples if started <= at <= finished]
     # Dense enough that a node drained while the other was not serving could not slip between samples.
     times = [started] + [at for at, _, _ in during] + [finished]
-    assert len(during) >= 10 and max(b - a for a, b in zip(times, times[1:])) < 10, monitor.samples
+    assert len(during) >= 10 and max(b - a for a, b in zip(times, times[1:], strict=False)) < 10, monitor.samples
     assert all(serving for _, _, serving in during), [s for s in during if not s[2]]
     for gpu_node in GPU_NODES:
         assert any(gpu_node not in serving for _, _, serving in during), f"{gpu_node} was never drained"

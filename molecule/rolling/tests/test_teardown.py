@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import GPU_NODES, SETS
-from scenario import control, expected_energy, node, playbook, water
 
+from conftest import GPU_NODES, SETS
 from polling import wait_for
+from scenario import control, expected_energy, node, playbook, water
 
 testinfra_hosts = ["ansible://tf-ro-head"]
 NODE = GPU_NODES[1]

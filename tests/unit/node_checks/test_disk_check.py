@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from script_loader import load_script
 
-from conftest import REPO_ROOT
+from script_loader import load_script
 
 disk_check = load_script("terafleet-disk-check")
 

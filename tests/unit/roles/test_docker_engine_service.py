@@ -29,8 +29,8 @@ def test_the_systemd_module_runs_only_where_the_service_differs():
              for name, state, enabled, seen, _ in CASES]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
     ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
-    result = subprocess.run([str(ansible_playbook), "-i", "localhost,", "-c", "local", str(HERE / "service_differs.yml"),
-                             "-e", json.dumps({"cases": cases})],
+    result = subprocess.run([str(ansible_playbook), "-i", "localhost,", "-c", "local",
+                             str(HERE / "service_differs.yml"), "-e", json.dumps({"cases": cases})],
                             capture_output=True, text=True, check=False, env=env, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     found = dict(re.findall(r"RESULT (\S+) (True|False)", result.stdout))

@@ -3,7 +3,7 @@
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from gpu_sets import FilterModule, gpu_sets
+from ansible_collections.terafleet.cluster.plugins.filter.gpu_sets import FilterModule, gpu_sets
 
 
 def gpus(count, unhealthy=()):

@@ -3,7 +3,7 @@
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from instance_plan import FilterModule, instance_plan
+from ansible_collections.terafleet.cluster.plugins.filter.instance_plan import FilterModule, instance_plan
 
 SETS = [{"name": "gpu0-1", "devices": ["0", "1"], "uuids": ["GPU-a", "GPU-b"]},
         {"name": "gpu2-3", "devices": ["2", "3"], "uuids": ["GPU-c", "GPU-d"]}]

@@ -5,7 +5,15 @@ import struct
 
 import pytest
 
-from broker_check import NotReady, Refused, redis_command, server_version, shortstr, table, wait_for
+from ansible_collections.terafleet.cluster.plugins.modules.broker_check import (
+    NotReady,
+    Refused,
+    redis_command,
+    server_version,
+    shortstr,
+    table,
+    wait_for,
+)
 
 
 def start_args(properties: bytes) -> bytes:

@@ -5,9 +5,20 @@ import copy
 
 import pytest
 
-from docker_api import DockerAPIError
-from docker_containers import (HASH_LABEL, SpecError, action, apply, check_prerequisites, create_body, duration_ns,
-                               ensure_volumes, plan, port_bindings)
+from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.terafleet.cluster.plugins.modules import docker_containers
+from ansible_collections.terafleet.cluster.plugins.modules.docker_containers import (
+    HASH_LABEL,
+    SpecError,
+    action,
+    apply,
+    check_prerequisites,
+    create_body,
+    duration_ns,
+    ensure_volumes,
+    plan,
+    port_bindings,
+)
 
 SERVER = {
     "name": "terachem-gpu0", "hostname": "terachem-gpu0", "image": "mtzgroup/terachem:1.9", "init": True,
@@ -220,7 +231,7 @@ def test_check_mode_plan_touches_nothing():
 def test_staggered_start_waits_for_each_to_turn_healthy_in_order(monkeypatch):
     engine = Engine()
     waited = []
-    monkeypatch.setattr("docker_containers.wait_healthy", lambda api, name, timeout: waited.append((name, timeout)))
+    monkeypatch.setattr(docker_containers, "wait_healthy", lambda api, name, timeout: waited.append((name, timeout)))
     names = [f"terachem-gpu{i}" for i in range(6)]
     converge(engine, [spec(name=name) for name in names], healthy_wait_timeout=120)
     assert waited == [(name, 120) for name in names]

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
+from ansible_collections.terafleet.cluster.plugins.module_utils.nvidia_smi import NvidiaSmiError, parse_query
+
 from conftest import REPO_ROOT
-from gpu_facts import NvidiaSmiError, parse_query
 
 MODULE = REPO_ROOT / "plugins" / "modules" / "gpu_facts.py"
 
@@ -70,8 +71,8 @@ def run_module(tmp_path, script_body, **args):
     fake.write_text("#!/bin/sh\n" + script_body)
     fake.chmod(0o755)
     args.setdefault("nvidia_smi_path", str(fake))
-    # Run as a script, the module finds its module_utils the way the unit tests import them.
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "plugins" / "module_utils"))
+    # Run as a script, the module imports its module_utils from the collection, as the unit tests do.
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / ".collections"))
     result = subprocess.run([sys.executable, str(MODULE)], input=json.dumps({"ANSIBLE_MODULE_ARGS": args}),
                             capture_output=True, text=True, check=False, env=env)
     return json.loads(result.stdout)

@@ -4,11 +4,20 @@ GPU reading is gpu_facts' (test_gpu_facts.py); the whole module runs in the gpu_
 import os
 
 import pytest
-from docker_api import DockerAPI
 
-import node_facts
-from node_facts import (FactsError, docker_api_version, lstor_facts, mount_point, mount_points, parse_dpkg_query,
-                        parse_systemctl_show, read_json, services)
+from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import DockerAPI
+from ansible_collections.terafleet.cluster.plugins.modules import node_facts
+from ansible_collections.terafleet.cluster.plugins.modules.node_facts import (
+    FactsError,
+    docker_api_version,
+    lstor_facts,
+    mount_point,
+    mount_points,
+    parse_dpkg_query,
+    parse_systemctl_show,
+    read_json,
+    services,
+)
 
 
 def test_a_directory_on_the_root_file_system_reports_root_as_its_mount_point(tmp_path):

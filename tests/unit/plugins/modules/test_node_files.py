@@ -5,10 +5,11 @@ import json
 import os
 import pwd
 import stat
+from pathlib import Path
 
 import pytest
 
-from node_files import FilesError, apply, validate
+from ansible_collections.terafleet.cluster.plugins.modules.node_files import FilesError, apply, validate
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 MY_GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -168,7 +169,7 @@ def test_backup_keeps_the_old_file_when_it_is_rewritten_only(tmp_path):
     assert backups == [] and changed == []
     apply([merge_entry(path, {"debug": False}, backup=True)], False, False, changed, diffs, backups)
     assert len(backups) == 1 and backups[0].startswith(str(path) + ".") and backups[0].endswith("~")
-    assert json.loads(open(backups[0]).read()) == {"debug": True}
+    assert json.loads(Path(backups[0]).read_text()) == {"debug": True}
     assert json.loads(path.read_text()) == {"debug": False}
 
 

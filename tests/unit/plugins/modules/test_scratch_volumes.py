@@ -8,7 +8,12 @@ import stat
 
 import pytest
 
-from scratch_volumes import ScratchError, ensure_directory, ensure_volume, resolve_ids
+from ansible_collections.terafleet.cluster.plugins.modules.scratch_volumes import (
+    ScratchError,
+    ensure_directory,
+    ensure_volume,
+    resolve_ids,
+)
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 MY_GROUP = grp.getgrgid(os.getgid()).gr_name
