@@ -7,9 +7,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests"))
+import scenario  # noqa: E402
 from polling import wait_for  # noqa: E402,F401  (re-exported to the tests)
 from scenario import VAULT_PASSWORD, inspect, node, playbook, server_pid, water  # noqa: E402,F401  (re-exported)
-import scenario  # noqa: E402
 
 GPU_NODES = ("tf-cl-gpu1", "tf-cl-gpu2")
 SETS = ("gpu0-1", "gpu2-3")

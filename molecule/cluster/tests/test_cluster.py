@@ -8,7 +8,6 @@ import urllib.request
 
 from conftest import SETS, inspect
 
-
 testinfra_hosts = ["ansible://gpu_nodes"]
 
 

@@ -48,7 +48,7 @@ def test_forty_calculations_all_correct_over_all_four_servers(compute):
     docs = [water(rng.uniform(0.9, 1.15)) for _ in range(40)]
     results = [compute.apply_async(args=[doc], queue="terachem") for doc in docs]
     used = set()
-    for doc, result in zip(docs, results):
+    for doc, result in zip(docs, results, strict=True):
         value = result.get(timeout=300)
         assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
         used.add((value["provenance"]["node"], value["provenance"]["server"]))
@@ -176,21 +176,49 @@ def smoke_test_result(stdout: str) -> str:
 @pytest.mark.parametrize("extra_vars, message", [
     ({"terachem_license_file": "/nonexistent/license.key"},
      "TeraChem license file '/nonexistent/license.key' not found on the controller"),
-    ({"broker_rabbitmq_password": ""}, "tf-cl-head: broker_rabbitmq_password is unset"),
+    ({"broker_rabbitmq_password": ""}, "tf-cl-head: broker_rabbitmq_password is empty"),
+    ({"broker_redis_password": None}, "tf-cl-gpu1: broker_redis_password is null"),
+    ({"terachem_env": {"OMP_NUM_THREADS": "{{ vault_missing_threads }}"}}, "'vault_missing_threads' is undefined"),
     ({"container_images_archives": {"terafleet/frontend:latest": "/nonexistent/frontend.tar"}},
      "archive '/nonexistent/frontend.tar' for image terafleet/frontend:latest not found on the controller"),
     ({"preflight_tcpb_base_port": 8080},
      "port collision: 8080 is both the TeraChem port of GPU set 1 and the frontend port of GPU set 1"),
     ({"preflight_lstor_path": "/nonexistent/lstor"}, "$LSTOR /nonexistent/lstor does not exist"),
-], ids=["license-missing", "broker-password-unset", "archive-missing", "port-collision", "no-lstor"])
+], ids=["license-missing", "broker-password-empty", "backend-password-null", "undefined-in-terachem-env",
+        "archive-missing", "port-collision", "no-lstor"])
 def test_bad_input_fails_before_any_container_changes(extra_vars, message):
     before = containers_state()
     result = playbook("site.yml", "-e", json.dumps(extra_vars))
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert message in output, output[-3000:]
-    tasks_run = [line for line in result.stdout.splitlines() if line.startswith("TASK [")]
-    assert all("preflight" in line or "Gathering Facts" in line for line in tasks_run), tasks_run
+    assert tasks_outside_preflight(result.stdout) == []
+    assert containers_state() == before
+
+
+def tasks_outside_preflight(stdout: str) -> list[str]:
+    """The tasks that ran in a play other than preflight's."""
+    play, outside = "", []
+    for line in stdout.splitlines():
+        if line.startswith("PLAY ["):
+            play = line
+        elif line.startswith("TASK [") and not play.startswith("PLAY [Check every node before changing any]"):
+            outside.append(line)
+    return outside
+
+
+def test_check_mode_on_the_converged_cluster_changes_nothing_and_shows_a_change_unapplied():
+    before = containers_state()
+    result = playbook("site.yml", "--check", "--diff")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    recap = [line for line in result.stdout.splitlines() if "changed=" in line and "ok=" in line]
+    assert recap and all(" changed=0 " in line for line in recap), recap
+    # An inventory change shows as a diff of the file it changes, and is not applied.
+    cron = "/etc/cron.d/terafleet-checks-disk"
+    result = playbook("site.yml", "--check", "--diff", "-e", "node_checks_disk_max_percent=91")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "--max-percent 91" in result.stdout and "--max-percent 85" in result.stdout, result.stdout[-3000:]
+    assert "--max-percent 85" in node(GPU_NODES[0]).file(cron).content_string
     assert containers_state() == before
 
 

@@ -1,0 +1,128 @@
+"""What is wrong with a host's inputs, one named rule per problem, all shown at once."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: input_problems
+short_description: List every problem with the inputs a host's plan needs, one rule each
+version_added: 0.2.0
+author: terafleet developers
+description:
+  - Runs every rule in RV(_value) against one host's inputs and returns each problem found, so preflight
+    can refuse a run naming all of them at once, before any host changes.
+  - "Rules: C(license_file) (a GPU node needs the TeraChem license on the controller), C(passwords) (every
+    host whose plan renders a broker or backend URL - the head, GPU nodes, CPU nodes with workers - needs
+    C(broker_rabbitmq_password) and C(broker_redis_password) as strings that are not empty), C(image_archives)
+    (each archive in C(container_images_archives) exists on the controller), C(cpu_workers) (each entry of
+    C(celery_worker_cpu_workers) is usable, names do not repeat)."
+  - An input that is an undefined variable fails in Ansible, naming the variable, before any rule runs.
+positional: host
+options:
+  _input:
+    description:
+      - The inputs, a dict - C(gpu_node), C(head), C(cpu_node) (booleans), C(license_file),
+        C(rabbitmq_password), C(redis_password), C(broker_url), C(result_backend) (the workers' explicit
+        URLs; a password is then not needed on GPU and CPU nodes), C(image_archives), C(cpu_workers).
+      - Paths are read on the controller, relative to its working directory.
+    type: dict
+    required: true
+  host:
+    description: Inventory host name, for error messages.
+    type: str
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Refuse the run on any problem
+  ansible.builtin.assert:
+    that: problems | length == 0
+    fail_msg: "{{ inventory_hostname }}: {{ problems | join('; ') }}"
+  vars:
+    problems: "{{ inputs | terafleet.cluster.input_problems(inventory_hostname) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: One sentence per problem, each naming the variable to fix; empty when all is well.
+  type: list
+  elements: str
+  sample: ["broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"]
+"""
+
+import os
+from collections.abc import Callable, Mapping
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import cpu_worker_problem, password_problem
+
+INPUTS = ("gpu_node", "head", "cpu_node", "license_file", "rabbitmq_password", "redis_password", "broker_url",
+          "result_backend", "image_archives", "cpu_workers")
+
+
+def license_file(inputs: Mapping) -> list[str]:
+    if not inputs["gpu_node"]:
+        return []
+    path = inputs["license_file"]
+    if isinstance(path, str) and path and os.path.isfile(path):
+        return []
+    return [f"TeraChem license file '{path or ''}' not found on the controller (terachem_license_file)"]
+
+
+def passwords(inputs: Mapping) -> list[str]:
+    workers = inputs["gpu_node"] or (inputs["cpu_node"] and bool(inputs["cpu_workers"]))
+    if inputs["head"]:
+        needed = ("rabbitmq_password", "redis_password")
+    elif workers:
+        needed = tuple(name for name, url in (("rabbitmq_password", "broker_url"), ("redis_password", "result_backend"))
+                       if not inputs[url])
+    else:
+        needed = ()
+    problems = [password_problem(inputs[name], f"broker_{name}") for name in needed]
+    return [problem for problem in problems if problem]
+
+
+def image_archives(inputs: Mapping) -> list[str]:
+    archives = inputs["image_archives"]
+    if not isinstance(archives, Mapping):
+        return [f"container_images_archives must be a dict of image to archive path, got {archives!r}"]
+    return [f"archive '{path}' for image {image} not found on the controller (container_images_archives)"
+            for image, path in archives.items() if not (isinstance(path, str) and os.path.isfile(path))]
+
+
+def cpu_workers(inputs: Mapping) -> list[str]:
+    if not inputs["cpu_node"]:
+        return []
+    entries = inputs["cpu_workers"]
+    if not isinstance(entries, list):
+        return [f"celery_worker_cpu_workers must be a list, got {entries!r}"]
+    problems = [problem for problem in map(cpu_worker_problem, entries) if problem]
+    names = [entry.get("name", "") if isinstance(entry, Mapping) else "" for entry in entries]
+    if len(set(names)) != len(names):
+        problems.append(f"CPU-only worker names repeat: {names}")
+    return problems
+
+
+RULES: dict[str, Callable[[Mapping], list[str]]] = {
+    "license_file": license_file,
+    "passwords": passwords,
+    "image_archives": image_archives,
+    "cpu_workers": cpu_workers,
+}
+
+
+def input_problems(inputs: dict, host: str) -> list[str]:
+    """Return every problem with the host's inputs; see DOCUMENTATION."""
+    if not isinstance(inputs, Mapping):
+        raise AnsibleFilterError(f"{host}: input_problems takes a dict of inputs, got {inputs!r}")
+    missing = [name for name in INPUTS if name not in inputs]
+    if missing:
+        raise AnsibleFilterError(f"{host}: input_problems lacks the inputs {missing}")
+    return [problem for rule in RULES.values() for problem in rule(inputs)]
+
+
+class FilterModule:
+    """terafleet's preflight input rules."""
+
+    def filters(self) -> dict:
+        return {"input_problems": input_problems}

@@ -1,0 +1,161 @@
+"""The TeraChem server containers of one GPU node: what a server looks like, in one function."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: server_containers
+short_description: Plan a GPU node's TeraChem server containers, one per GPU set
+version_added: 0.2.0
+author: terafleet developers
+description:
+  - Turns the GPU sets preflight planned (C(preflight_node)) and the terachem role's settings into the
+    full spec of every TeraChem server container, in the terms of M(terafleet.cluster.docker_containers).
+  - One server per GPU set, named C(terachem-<set>), owning exactly that set's GPUs (by device request, or
+    with the C(nvidia) runtime and C(NVIDIA_VISIBLE_DEVICES)), with its own scratch volume, the license
+    bind-mounted read-only, a TCPB STATUS health check and terafleet's labels.
+  - A setting that is missing, null or of the wrong type fails with the inventory variable's name
+    (C(terachem_<setting>)); an undefined variable inside one fails in Ansible with its name.
+positional: settings, host
+options:
+  _input:
+    description: C(preflight_node), the node fact the preflight role publishes (its C(instances)).
+    type: dict
+    required: true
+  settings:
+    description:
+      - The terachem role's variables without their C(terachem_) prefix - C(image), C(command),
+        C(gpu_mode), C(scratch_path), C(license_path), C(license_node_path), C(env), C(network),
+        C(publish_ports), C(publish_address), C(stop_timeout), C(healthcheck_interval),
+        C(healthcheck_timeout), C(healthcheck_retries), C(healthcheck_start_period).
+      - Every key is required; the role's C(tasks/plan.yml) passes them all.
+    type: dict
+    required: true
+  host:
+    description: Inventory host name, for the C(org.terafleet.node) label and error messages.
+    type: str
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Plan the node's TeraChem servers
+  ansible.builtin.set_fact:
+    servers: "{{ preflight_node | terafleet.cluster.server_containers(settings, inventory_hostname) }}"
+  vars:
+    settings:
+      image: mtzgroup/terachem:latest
+      command: [terachem, -s, "11111"]
+      gpu_mode: device_request
+      scratch_path: /scratch
+      license_path: /opt/terachem/license.key
+      license_node_path: /etc/terafleet/terachem/license.key
+      env: {}
+      network: terafleet
+      publish_ports: true
+      publish_address: 0.0.0.0
+      stop_timeout: 30
+      healthcheck_interval: 10s
+      healthcheck_timeout: 5s
+      healthcheck_retries: 3
+      healthcheck_start_period: 60s
+"""
+
+RETURN = r"""
+_value:
+  description: One container spec per GPU set, in the order of C(preflight_node.instances).
+  type: list
+  elements: dict
+  sample:
+    - name: terachem-gpu0
+      hostname: terachem-gpu0
+      image: mtzgroup/terachem:latest
+      init: true
+      command: [terachem, -s, "11111"]
+      working_dir: /scratch
+      env: {}
+      device_requests: [{driver: nvidia, device_ids: ["0"], capabilities: [[gpu]]}]
+      mounts:
+        - {type: volume, source: terafleet-scratch-gpu0, target: /scratch, no_copy: true}
+        - {type: bind, source: /etc/terafleet/terachem/license.key, target: /opt/terachem/license.key,
+           read_only: true}
+      network: terafleet
+      aliases: [terachem-gpu0]
+      published_ports: ["0.0.0.0:11111:11111"]
+      stop_timeout: 30
+      healthcheck: {test: [CMD, bash, -c, "..."], interval: 10s, timeout: 5s, retries: 3, start_period: 60s}
+      labels: {org.terafleet.role: terachem, org.terafleet.node: gpu01, org.terafleet.gpu_set: gpu0,
+               org.terafleet.gpus: "0"}
+"""
+
+from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
+    NODE_LABEL,
+    ROLE_LABEL,
+    Settings,
+    instances,
+)
+
+SETTINGS = ("image", "command", "gpu_mode", "scratch_path", "license_path", "license_node_path", "env", "network",
+            "publish_ports", "publish_address", "stop_timeout", "healthcheck_interval", "healthcheck_timeout",
+            "healthcheck_retries", "healthcheck_start_period")
+# The port TeraChem's server listens on inside its container (terachem -s 11111).
+SERVER_PORT = 11111
+# A TCPB STATUS round-trip with bash alone (TeraChem's images have no Python): send an empty STATUS header,
+# expect a STATUS header back within the timeout. A TCP connect alone would pass a hung server.
+HEALTHCHECK = [
+    "CMD", "bash", "-c",
+    f"exec 3<>/dev/tcp/127.0.0.1/{SERVER_PORT} && printf '\\0\\0\\0\\0\\0\\0\\0\\0' >&3"
+    " && [ \"$(timeout 8 head -c 4 <&3 | od -An -tx1 | tr -d ' \\n')\" = 00000000 ]",
+]
+
+
+def server_containers(node: dict, settings: dict, host: str) -> list[dict]:
+    """Return the node's TeraChem server containers; see DOCUMENTATION."""
+    s = Settings(settings, "terachem_", host, SETTINGS)
+    image, command, gpu_mode = s.str("image"), s.strings("command", empty=False), s.choice(
+        "gpu_mode", ("device_request", "nvidia_runtime"))
+    scratch_path, license_path, license_node_path = s.path("scratch_path"), s.path("license_path"), s.path(
+        "license_node_path")
+    env, network = s.env("env"), s.name("network")
+    publish_ports, publish_address = s.bool("publish_ports"), s.str("publish_address")
+    stop_timeout = s.int("stop_timeout", minimum=0)
+    healthcheck = {"test": HEALTHCHECK, "interval": s.duration("healthcheck_interval"),
+                   "timeout": s.duration("healthcheck_timeout"), "retries": s.int("healthcheck_retries", minimum=1),
+                   "start_period": s.duration("healthcheck_start_period")}
+    servers = []
+    for item in instances(node, host):
+        devices = [str(device) for device in item["devices"]]
+        spec = {
+            "name": item["instance"],
+            "hostname": item["instance"],
+            "image": image,
+            # Docker's init as PID 1 passes SIGTERM on to TeraChem, which as PID 1 would ignore it.
+            "init": True,
+            "command": command,
+            "working_dir": scratch_path,
+        }
+        if gpu_mode == "nvidia_runtime":
+            spec["env"] = {**env, "NVIDIA_VISIBLE_DEVICES": ",".join(devices)}
+            spec["runtime"] = "nvidia"
+        else:
+            spec["env"] = dict(env)
+            spec["device_requests"] = [{"driver": "nvidia", "device_ids": devices, "capabilities": [["gpu"]]}]
+        spec.update({
+            # no_copy: Docker would otherwise copy the image's directory, and its mode, onto the scratch.
+            "mounts": [{"type": "volume", "source": item["scratch_volume"], "target": scratch_path, "no_copy": True},
+                       {"type": "bind", "source": license_node_path, "target": license_path, "read_only": True}],
+            "network": network,
+            "aliases": [item["instance"]],
+            "published_ports": [f"{publish_address}:{item['port']}:{SERVER_PORT}"] if publish_ports else [],
+            "stop_timeout": stop_timeout,
+            "healthcheck": dict(healthcheck),
+            "labels": {ROLE_LABEL: "terachem", NODE_LABEL: host, "org.terafleet.gpu_set": item["name"],
+                       "org.terafleet.gpus": ",".join(devices)},
+        })
+        servers.append(spec)
+    return servers
+
+
+class FilterModule:
+    """terafleet's TeraChem server plan."""
+
+    def filters(self) -> dict:
+        return {"server_containers": server_containers}

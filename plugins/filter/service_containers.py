@@ -1,0 +1,153 @@
+"""The node-wide containers: the file frontend of a GPU node, and the head's RabbitMQ and Redis."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: service_containers
+short_description: Plan a node's file frontend, or the head's broker and result backend
+version_added: 0.2.0
+author: terafleet developers
+description:
+  - With O(kind=frontend), turns the GPU sets preflight planned (C(preflight_node)) and the frontend role's
+    settings into the C(terafleet-frontend) container (nginx over the node's scratch, one published port per
+    TeraChem server), or no container when the frontend is disabled or the node has no GPU set.
+  - With O(kind=broker), turns the broker role's settings into the C(terafleet-rabbitmq) and
+    C(terafleet-redis) containers and their labelled data volumes.
+  - Containers are given in the terms of M(terafleet.cluster.docker_containers). A setting that is missing,
+    null or of the wrong type fails with the inventory variable's name.
+positional: kind, settings, host
+options:
+  _input:
+    description: C(preflight_node), the node fact the preflight role publishes.
+    type: dict
+    required: true
+  kind:
+    description: Which containers to plan.
+    type: str
+    choices: [frontend, broker]
+    required: true
+  settings:
+    description:
+      - For C(frontend), the frontend role's variables without their C(frontend_) prefix - C(enabled),
+        C(image), C(publish_address), C(config_dir) - and C(network), the servers' network.
+      - For C(broker), the broker role's variables without their C(broker_) prefix - C(rabbitmq_image),
+        C(redis_image), C(bind_address), C(rabbitmq_port), C(redis_port), C(config_dir).
+    type: dict
+    required: true
+  host:
+    description: Inventory host name, for the C(org.terafleet.node) label and error messages.
+    type: str
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Plan the frontend
+  ansible.builtin.set_fact:
+    frontend: >-
+      {{ preflight_node | terafleet.cluster.service_containers('frontend', {'enabled': true,
+           'image': 'nginx:stable', 'publish_address': '0.0.0.0', 'config_dir': '/etc/terafleet/frontend',
+           'network': 'terafleet'}, inventory_hostname) }}
+"""
+
+RETURN = r"""
+_value:
+  description: The containers and the volumes they need.
+  type: dict
+  contains:
+    containers:
+      description: Container specs, in start order; empty for a disabled frontend.
+      type: list
+      elements: dict
+    volumes:
+      description: Named volumes to create where missing, with their labels.
+      type: list
+      elements: dict
+    config_files:
+      description: Configuration file paths on the node, by service (C(nginx), C(rabbitmq), C(redis)).
+      type: dict
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
+    NODE_LABEL,
+    ROLE_LABEL,
+    Settings,
+    instances,
+)
+
+FRONTEND = ("enabled", "image", "publish_address", "config_dir", "network")
+BROKER = ("rabbitmq_image", "redis_image", "bind_address", "rabbitmq_port", "redis_port", "config_dir")
+
+
+def frontend(node: dict, s: Settings) -> dict:
+    config = f"{s.path('config_dir')}/nginx.conf"
+    servers = instances(node, s.host)
+    if not s.bool("enabled") or not servers:
+        return {"containers": [], "volumes": [], "config_files": {"nginx": config}}
+    scratch_root = node.get("scratch_root") if isinstance(node, dict) else None
+    if not isinstance(scratch_root, str) or not scratch_root.startswith("/"):
+        raise AnsibleFilterError(f"{s.host}: preflight_node.scratch_root is missing; run the preflight role first")
+    address = s.str("publish_address")
+    container = {
+        "name": "terafleet-frontend",
+        "image": s.str("image"),
+        "restart_policy": "unless-stopped",
+        "mounts": [{"type": "bind", "source": f"{scratch_root}/scratch", "target": "/scratch"},
+                   {"type": "bind", "source": config, "target": "/etc/nginx/nginx.conf", "read_only": True}],
+        "published_ports": [f"{address}:{item['frontend_port']}:{item['frontend_port']}"
+                            for item in servers],
+        "network": s.name("network"),
+        "labels": {ROLE_LABEL: "frontend", NODE_LABEL: s.host},
+    }
+    return {"containers": [container], "volumes": [], "config_files": {"nginx": config}}
+
+
+def broker(s: Settings) -> dict:
+    address, config_dir = s.str("bind_address"), s.path("config_dir")
+    rabbitmq_conf, redis_conf = f"{config_dir}/rabbitmq/10-terafleet.conf", f"{config_dir}/redis/redis.conf"
+    rabbitmq = {
+        "name": "terafleet-rabbitmq",
+        "image": s.str("rabbitmq_image"),
+        # RabbitMQ names its node, and so its database on the volume, after the host name.
+        "hostname": "terafleet-rabbitmq",
+        "restart_policy": "unless-stopped",
+        "published_ports": [f"{address}:{s.int('rabbitmq_port', 1, 65535)}:5672"],
+        "mounts": [{"type": "volume", "source": "terafleet-rabbitmq-data", "target": "/var/lib/rabbitmq"},
+                   {"type": "bind", "source": rabbitmq_conf, "target": "/etc/rabbitmq/conf.d/10-terafleet.conf",
+                    "read_only": True}],
+        "labels": {ROLE_LABEL: "broker"},
+        "stop_timeout": 60,
+    }
+    redis = {
+        "name": "terafleet-redis",
+        "image": s.str("redis_image"),
+        "command": ["redis-server", "/usr/local/etc/redis/redis.conf"],
+        "restart_policy": "unless-stopped",
+        "published_ports": [f"{address}:{s.int('redis_port', 1, 65535)}:6379"],
+        "mounts": [{"type": "volume", "source": "terafleet-redis-data", "target": "/data"},
+                   {"type": "bind", "source": redis_conf, "target": "/usr/local/etc/redis/redis.conf",
+                    "read_only": True}],
+        "labels": {ROLE_LABEL: "backend"},
+        "stop_timeout": 30,
+    }
+    return {"containers": [rabbitmq, redis],
+            "volumes": [{"name": "terafleet-rabbitmq-data", "labels": {ROLE_LABEL: "broker"}},
+                        {"name": "terafleet-redis-data", "labels": {ROLE_LABEL: "broker"}}],
+            "config_files": {"rabbitmq": rabbitmq_conf, "redis": redis_conf}}
+
+
+def service_containers(node: dict, kind: str, settings: dict, host: str) -> dict:
+    """Return the frontend's or the broker's containers and volumes; see DOCUMENTATION."""
+    if kind == "frontend":
+        return frontend(node, Settings(settings, "frontend_", host, FRONTEND))
+    if kind == "broker":
+        return broker(Settings(settings, "broker_", host, BROKER))
+    raise AnsibleFilterError(f"{host}: service_containers plans 'frontend' or 'broker', not {kind!r}")
+
+
+class FilterModule:
+    """terafleet's frontend and broker plan."""
+
+    def filters(self) -> dict:
+        return {"service_containers": service_containers}

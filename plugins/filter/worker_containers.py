@@ -1,0 +1,196 @@
+"""The Celery worker containers of one node: one per TeraChem server, and the CPU-only ones."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: worker_containers
+short_description: Plan a node's Celery worker containers, with their broker and result backend
+version_added: 0.2.0
+author: terafleet developers
+description:
+  - Turns the GPU sets preflight planned (C(preflight_node)) and the celery_worker role's settings into the
+    full spec of every worker container, in the terms of M(terafleet.cluster.docker_containers).
+  - One worker per TeraChem server (C(worker-<set>)), on the node's network, reading its server's scratch,
+    consuming the shared queues and its own C(terachem.<node>.<set>); then the CPU-only workers
+    (C(cpu_workers)), each driving a server elsewhere through its published port.
+  - The broker and result backend URLs are built from the broker role's settings (C(broker)) unless
+    C(broker_url) and C(result_backend) are given. A password that is undefined, null, not a string or
+    empty is refused with the variable's name, on every host whose plan has a worker.
+positional: settings, host, host_short
+options:
+  _input:
+    description: C(preflight_node), the node fact the preflight role publishes (its C(instances)).
+    type: dict
+    required: true
+  settings:
+    description:
+      - The celery_worker role's variables without their C(celery_worker_) prefix - C(image), C(queues),
+        C(concurrency), C(stop_timeout), C(result_expires), C(max_retries), C(retry_backoff), C(env),
+        C(network), C(broker_url), C(result_backend), C(cpu_workers) - and C(broker), a dict of the
+        broker role's C(rabbitmq_user), C(rabbitmq_password), C(rabbitmq_port), C(rabbitmq_vhost),
+        C(redis_password), C(redis_port), C(redis_database) and the C(host) the workers reach them at.
+      - C(cpu_workers) entries are C({name, queues, server_host, server_port}); give C([]) on hosts that
+        run none.
+      - C(broker) is read only where C(broker_url) or C(result_backend) is empty.
+    type: dict
+    required: true
+  host:
+    description: Inventory host name, for the C(org.terafleet.node) label and error messages.
+    type: str
+    required: true
+  host_short:
+    description: Short host name, in C(TERAFLEET_NODE) and the worker's own queue.
+    type: str
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Plan the node's workers
+  ansible.builtin.set_fact:
+    workers: >-
+      {{ preflight_node | terafleet.cluster.worker_containers(settings, inventory_hostname,
+                                                              inventory_hostname_short) }}
+"""
+
+RETURN = r"""
+_value:
+  description: One container spec per worker, the GPU sets' first, in the order of C(preflight_node.instances).
+  type: list
+  elements: dict
+  sample:
+    - name: worker-gpu0
+      hostname: worker-gpu0
+      image: terafleet/worker:latest
+      env: {TERAFLEET_BROKER_URL: "amqp://terafleet:...@10.0.0.1:5672/terafleet",
+            TERAFLEET_QUEUES: "terachem,terachem.gpu01.gpu0",
+            TCPB_HOST: terachem-gpu0, TCPB_PORT: "11111"}
+      mounts: [{type: volume, source: terafleet-scratch-gpu0, target: /scratch, read_only: true}]
+      network: terafleet
+      stop_timeout: 86400
+      labels: {org.terafleet.role: worker, org.terafleet.node: gpu01, org.terafleet.gpu_set: gpu0,
+               org.terafleet.server: terachem-gpu0}
+"""
+
+from urllib.parse import quote, urlsplit
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
+    NODE_LABEL,
+    ROLE_LABEL,
+    Settings,
+    as_int,
+    cpu_worker_problem,
+    instances,
+)
+
+SETTINGS = ("image", "queues", "concurrency", "stop_timeout", "result_expires", "max_retries", "retry_backoff",
+            "env", "network", "broker_url", "result_backend", "cpu_workers", "broker")
+BROKER = ("host", "rabbitmq_user", "rabbitmq_password", "rabbitmq_port", "rabbitmq_vhost", "redis_password",
+          "redis_port", "redis_database")
+SERVER_PORT = "11111"
+
+
+def urls(s: Settings) -> tuple[str, str]:
+    """The broker and result backend URLs, given or built from the broker role's settings."""
+    broker_url, backend_url = s.str("broker_url", empty=True), s.str("result_backend", empty=True)
+    if not broker_url or not backend_url:
+        broker = Settings(s.raw("broker"), "broker_", s.host, BROKER)
+        rabbitmq_password, redis_password = broker.password("rabbitmq_password"), broker.password("redis_password")
+        host = broker.str("host", empty=True)
+        if not host:
+            raise AnsibleFilterError(f"{s.host}: no broker address: the head node's facts are missing and "
+                                     "celery_worker_broker_host is empty; set it or keep a head in the play")
+        if not broker_url:
+            broker_url = (f"amqp://{quote(broker.str('rabbitmq_user'), safe='')}:"
+                          f"{quote(rabbitmq_password, safe='')}@{host}:"
+                          f"{broker.int('rabbitmq_port', 1, 65535)}/{broker.str('rabbitmq_vhost')}")
+        if not backend_url:
+            backend_url = (f"redis://:{quote(redis_password, safe='')}@{host}:"
+                           f"{broker.int('redis_port', 1, 65535)}/{broker.int('redis_database', 0)}")
+    for name, url in (("broker_url", broker_url), ("result_backend", backend_url)):
+        if not urlsplit(url).password:
+            raise s.fail(name, f"has no password in {redact(url)!r}")
+    return broker_url, backend_url
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+def cpu_worker(entry: object, s: Settings) -> dict:
+    """A CPU-only worker entry, checked."""
+    problem = cpu_worker_problem(entry)
+    if problem:
+        raise AnsibleFilterError(f"{s.host}: {problem}")
+    return {"name": entry["name"], "queues": [str(q) for q in entry["queues"]],
+            "server_host": str(entry["server_host"]), "server_port": as_int(entry["server_port"])}
+
+
+def worker_containers(node: dict, settings: dict, host: str, host_short: str) -> list[dict]:
+    """Return the node's Celery worker containers; see DOCUMENTATION."""
+    s = Settings(settings, "celery_worker_", host, SETTINGS)
+    image, queues, network = s.str("image"), s.strings("queues", empty=False), s.name("network")
+    stop_timeout, env = s.int("stop_timeout", minimum=0), s.env("env")
+    cpu_workers = [cpu_worker(entry, s) for entry in s.list("cpu_workers")]
+    names = [entry["name"] for entry in cpu_workers]
+    if len(set(names)) != len(names):
+        raise s.fail("cpu_workers", f"names repeat: {names}")
+    sets = instances(node, host)
+    if not sets and not cpu_workers:
+        return []
+    broker_url, backend_url = urls(s)
+    common = {**env,
+              "TERAFLEET_BROKER_URL": broker_url,
+              "TERAFLEET_RESULT_BACKEND": backend_url,
+              "TERAFLEET_RESULT_EXPIRES": str(s.int("result_expires", minimum=1)),
+              "TERAFLEET_MAX_RETRIES": str(s.int("max_retries", minimum=0)),
+              "TERAFLEET_RETRY_BACKOFF": s.number("retry_backoff"),
+              "TERAFLEET_NODE": host_short}
+    concurrency = str(s.int("concurrency", minimum=1))
+    workers = []
+    for item in sets:
+        workers.append({
+            "name": item["worker"],
+            "hostname": item["worker"],
+            "image": image,
+            "env": {**common,
+                    "TERAFLEET_QUEUES": ",".join([*queues, f"terachem.{host_short}.{item['name']}"]),
+                    "TERAFLEET_CONCURRENCY": concurrency,
+                    "TERAFLEET_GPU_SET": item["name"],
+                    "TERAFLEET_SCRATCH_DIR": "/scratch",
+                    "TCPB_HOST": item["instance"],
+                    "TCPB_PORT": SERVER_PORT},
+            "mounts": [{"type": "volume", "source": item["scratch_volume"], "target": "/scratch", "read_only": True}],
+            "network": network,
+            "stop_timeout": stop_timeout,
+            "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.gpu_set": item["name"],
+                       "org.terafleet.server": item["instance"]},
+        })
+    for entry in cpu_workers:
+        name = f"worker-{entry['name']}"
+        workers.append({
+            "name": name,
+            "hostname": name,
+            "image": image,
+            "env": {**common,
+                    "TERAFLEET_QUEUES": ",".join(entry["queues"]),
+                    "TERAFLEET_CONCURRENCY": "1",
+                    "TERAFLEET_GPU_SET": entry["name"],
+                    "TCPB_HOST": entry["server_host"],
+                    "TCPB_PORT": str(entry["server_port"])},
+            "stop_timeout": stop_timeout,
+            "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.gpu_set": entry["name"],
+                       "org.terafleet.server": f"{entry['server_host']}:{entry['server_port']}"},
+        })
+    return workers
+
+
+class FilterModule:
+    """terafleet's Celery worker plan."""
+
+    def filters(self) -> dict:
+        return {"worker_containers": worker_containers}

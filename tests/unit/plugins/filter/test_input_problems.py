@@ -1,0 +1,78 @@
+"""input_problems: one named rule per problem, every problem of a host at once."""
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.terafleet.cluster.plugins.filter.input_problems import RULES, FilterModule, input_problems
+
+CPU_WORKER = {"name": "remote-gpu2", "queues": ["remote"], "server_host": "10.1.0.21", "server_port": 11112}
+
+
+@pytest.fixture()
+def good(tmp_path):
+    license_file = tmp_path / "license.key"
+    license_file.write_text("licensed\n")
+    archive = tmp_path / "worker.tar"
+    archive.write_bytes(b"tar")
+    return {"gpu_node": True, "head": False, "cpu_node": False, "license_file": str(license_file),
+            "rabbitmq_password": "pw1", "redis_password": "pw2", "broker_url": "", "result_backend": "",
+            "image_archives": {"terafleet/worker:latest": str(archive)}, "cpu_workers": []}
+
+
+def test_good_inputs_have_no_problem(good):
+    assert input_problems(good, "gpu01") == []
+
+
+def test_every_rule_is_named():
+    assert sorted(RULES) == ["cpu_workers", "image_archives", "license_file", "passwords"]
+
+
+@pytest.mark.parametrize("rule, changes, problems", [
+    ("license_file", {"license_file": "/nonexistent/license.key"},
+     ["TeraChem license file '/nonexistent/license.key' not found on the controller (terachem_license_file)"]),
+    ("license_file", {"license_file": ""},
+     ["TeraChem license file '' not found on the controller (terachem_license_file)"]),
+    ("license_file", {"license_file": "", "gpu_node": False}, []),
+    ("passwords", {"rabbitmq_password": ""},
+     ["broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"]),
+    ("passwords", {"rabbitmq_password": None, "redis_password": None},
+     ["broker_rabbitmq_password is null; set it (Ansible Vault) in the inventory",
+      "broker_redis_password is null; set it (Ansible Vault) in the inventory"]),
+    ("passwords", {"redis_password": 42},
+     ["broker_redis_password must be a string, not int; quote it in the inventory"]),
+    ("passwords", {"rabbitmq_password": "", "broker_url": "amqp://u:p@mq:5672/v"}, []),
+    ("passwords", {"rabbitmq_password": "", "broker_url": "amqp://u:p@mq:5672/v", "head": True},
+     ["broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"]),
+    ("passwords", {"rabbitmq_password": "", "gpu_node": False}, []),
+    ("passwords", {"rabbitmq_password": "", "gpu_node": False, "cpu_node": True, "cpu_workers": [CPU_WORKER]},
+     ["broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"]),
+    ("image_archives", {"image_archives": {"redis:7": "/nonexistent/redis.tar"}},
+     ["archive '/nonexistent/redis.tar' for image redis:7 not found on the controller (container_images_archives)"]),
+    ("image_archives", {"image_archives": ["redis.tar"]},
+     ["container_images_archives must be a dict of image to archive path, got ['redis.tar']"]),
+    ("cpu_workers", {"cpu_node": True, "cpu_workers": [{**CPU_WORKER, "server_port": "http"}]},
+     ["CPU-only worker {'name': 'remote-gpu2', 'queues': ['remote'], 'server_host': '10.1.0.21', 'server_port': "
+      "'http'} needs a name (letters, digits, _ . -), queues, server_host and a server_port in 1024-65535 "
+      "(celery_worker_cpu_workers)"]),
+    ("cpu_workers", {"cpu_node": True, "cpu_workers": [CPU_WORKER, CPU_WORKER]},
+     ["CPU-only worker names repeat: ['remote-gpu2', 'remote-gpu2']"]),
+    ("cpu_workers", {"cpu_workers": [{"name": "x"}]}, []),
+])
+def test_each_rule(good, rule, changes, problems):
+    inputs = {**good, **changes}
+    assert RULES[rule](inputs) == problems
+    assert input_problems(inputs, "gpu01") == [p for r in RULES.values() for p in r(inputs)]
+
+
+def test_all_problems_at_once(good):
+    bad = {**good, "license_file": "/nonexistent", "rabbitmq_password": None, "image_archives": {"x": "/none"}}
+    assert len(input_problems(bad, "gpu01")) == 3
+
+
+def test_inputs_left_out_are_named(good):
+    with pytest.raises(AnsibleFilterError, match=r"gpu01: input_problems lacks the inputs \['redis_password'\]"):
+        input_problems({k: v for k, v in good.items() if k != "redis_password"}, "gpu01")
+
+
+def test_registered_as_a_filter():
+    assert FilterModule().filters()["input_problems"] is input_problems

@@ -1,0 +1,101 @@
+"""server_containers: what a TeraChem server container looks like, and the settings it refuses."""
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+from plan_inputs import TERACHEM, preflight_node, settings
+
+from ansible_collections.terafleet.cluster.plugins.filter.server_containers import FilterModule, server_containers
+
+# The health check as the terachem role wrote it in YAML before the plan moved into Python: the same
+# string keeps the configuration hash, so upgrading recreates no server.
+HEALTHCHECK_YAML = r"""
+- CMD
+- bash
+- -c
+- >-
+  exec 3<>/dev/tcp/127.0.0.1/11111 && printf '\0\0\0\0\0\0\0\0' >&3
+  && [ "$(timeout 8 head -c 4 <&3 | od -An -tx1 | tr -d ' \n')" = 00000000 ]
+"""
+
+
+def test_one_server_per_gpu_set_with_its_gpus_scratch_and_port():
+    servers = server_containers(preflight_node(size=2), TERACHEM, "gpu01.cluster")
+    assert [s["name"] for s in servers] == ["terachem-gpu0-1", "terachem-gpu2-3"]
+    first = servers[0]
+    assert first == {
+        "name": "terachem-gpu0-1", "hostname": "terachem-gpu0-1", "image": "mtzgroup/terachem:latest",
+        "init": True, "command": ["terachem", "-s", "11111"], "working_dir": "/scratch", "env": {},
+        "device_requests": [{"driver": "nvidia", "device_ids": ["0", "1"], "capabilities": [["gpu"]]}],
+        "mounts": [{"type": "volume", "source": "terafleet-scratch-gpu0-1", "target": "/scratch", "no_copy": True},
+                   {"type": "bind", "source": "/etc/terafleet/terachem/license.key",
+                    "target": "/opt/terachem/license.key", "read_only": True}],
+        "network": "terafleet", "aliases": ["terachem-gpu0-1"], "published_ports": ["0.0.0.0:11111:11111"],
+        "stop_timeout": 30,
+        "healthcheck": {"test": yaml.safe_load(HEALTHCHECK_YAML), "interval": "10s", "timeout": "5s",
+                        "retries": 3, "start_period": "60s"},
+        "labels": {"org.terafleet.role": "terachem", "org.terafleet.node": "gpu01.cluster",
+                   "org.terafleet.gpu_set": "gpu0-1", "org.terafleet.gpus": "0,1"},
+    }
+    assert servers[1]["published_ports"] == ["0.0.0.0:11112:11111"]
+    assert servers[1]["device_requests"][0]["device_ids"] == ["2", "3"]
+
+
+def test_no_gpu_is_in_two_servers():
+    servers = server_containers(preflight_node(size=1), TERACHEM, "gpu01")
+    ids = [d for s in servers for d in s["device_requests"][0]["device_ids"]]
+    assert sorted(ids) == ["0", "1", "2", "3"]
+
+
+def test_nvidia_runtime_mode_sets_visible_devices_instead_of_a_device_request():
+    servers = server_containers(preflight_node(size=2), settings(TERACHEM, gpu_mode="nvidia_runtime",
+                                                                 env={"OMP_NUM_THREADS": 4}), "gpu01")
+    assert servers[1]["runtime"] == "nvidia" and "device_requests" not in servers[1]
+    assert servers[1]["env"] == {"OMP_NUM_THREADS": "4", "NVIDIA_VISIBLE_DEVICES": "2,3"}
+
+
+def test_unpublished_ports_and_string_settings_as_the_inventory_gives_them():
+    servers = server_containers(preflight_node(), settings(TERACHEM, publish_ports="false", stop_timeout="45",
+                                                           healthcheck_retries="5", env={"DEBUG": True}), "gpu01")
+    assert servers[0]["published_ports"] == []
+    assert servers[0]["stop_timeout"] == 45 and servers[0]["healthcheck"]["retries"] == 5
+    assert servers[0]["env"] == {"DEBUG": "true"}
+
+
+def test_a_cpu_node_plans_no_server():
+    assert server_containers(preflight_node(gpu_node=False), TERACHEM, "cpu01") == []
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"image": None}, "terachem_image is not set"),
+    ({"image": ""}, "terachem_image is empty"),
+    ({"command": "terachem -s 11111"}, "terachem_command must be a list of strings"),
+    ({"gpu_mode": "mig"}, "terachem_gpu_mode must be one of device_request, nvidia_runtime, got 'mig'"),
+    ({"env": {"OMP_NUM_THREADS": None}}, "terachem_env.OMP_NUM_THREADS must be a string or number, got None"),
+    ({"env": ["A=1"]}, "terachem_env must be a dict of environment variables"),
+    ({"network": "my net"}, "terachem_network must be a name of letters"),
+    ({"publish_ports": "maybe"}, "terachem_publish_ports must be true or false, got 'maybe'"),
+    ({"stop_timeout": "30s"}, "terachem_stop_timeout must be a whole number, got '30s'"),
+    ({"healthcheck_interval": "ten"}, "terachem_healthcheck_interval must be a duration"),
+    ({"scratch_path": "scratch"}, "terachem_scratch_path must be an absolute path, got 'scratch'"),
+    ({"license_path": 7}, "terachem_license_path must be a string, got 7"),
+    ({"extra": 1}, "unknown terachem settings ['extra']"),
+])
+def test_bad_settings_are_refused_naming_the_variable(changes, message):
+    with pytest.raises(AnsibleFilterError, match="^gpu01: ") as error:
+        server_containers(preflight_node(), settings(TERACHEM, **changes), "gpu01")
+    assert message in str(error.value)
+
+
+def test_a_null_setting_is_named():
+    with pytest.raises(AnsibleFilterError, match="gpu01: terachem_image is null; give it a value"):
+        server_containers(preflight_node(), {**TERACHEM, "image": None}, "gpu01")
+
+
+def test_without_preflight_there_is_nothing_to_plan_from():
+    with pytest.raises(AnsibleFilterError, match="preflight_node.instances is missing; run the preflight role"):
+        server_containers({}, TERACHEM, "gpu01")
+
+
+def test_registered_as_a_filter():
+    assert FilterModule().filters()["server_containers"] is server_containers

@@ -1,0 +1,118 @@
+"""worker_containers: one worker per server and the CPU-only ones, with URLs whose passwords must be set."""
+
+import re
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from plan_inputs import BROKER, CELERY_WORKER, preflight_node, settings
+
+from ansible_collections.terafleet.cluster.plugins.filter.worker_containers import FilterModule, worker_containers
+
+CPU_WORKER = {"name": "remote-gpu2", "queues": ["remote"], "server_host": "10.1.0.21", "server_port": 11112}
+
+
+def plan(node=None, host="gpu01.cluster", **changes):
+    return worker_containers(node or preflight_node(size=2), settings(CELERY_WORKER, **changes), host, "gpu01")
+
+
+def test_one_worker_per_server_on_its_queue_with_the_built_urls():
+    workers = plan()
+    assert [w["name"] for w in workers] == ["worker-gpu0-1", "worker-gpu2-3"]
+    first = workers[0]
+    assert first["env"] == {
+        "TERAFLEET_BROKER_URL": "amqp://terafleet:s3cret%2F%2Bpw@10.1.0.10:5672/terafleet",
+        "TERAFLEET_RESULT_BACKEND": "redis://:r3dis@10.1.0.10:6379/0",
+        "TERAFLEET_RESULT_EXPIRES": "604800", "TERAFLEET_MAX_RETRIES": "6", "TERAFLEET_RETRY_BACKOFF": "2",
+        "TERAFLEET_NODE": "gpu01", "TERAFLEET_QUEUES": "terachem,terachem.gpu01.gpu0-1",
+        "TERAFLEET_CONCURRENCY": "1", "TERAFLEET_GPU_SET": "gpu0-1", "TERAFLEET_SCRATCH_DIR": "/scratch",
+        "TCPB_HOST": "terachem-gpu0-1", "TCPB_PORT": "11111",
+    }
+    assert first["mounts"] == [{"type": "volume", "source": "terafleet-scratch-gpu0-1", "target": "/scratch",
+                                "read_only": True}]
+    assert first["labels"] == {"org.terafleet.role": "worker", "org.terafleet.node": "gpu01.cluster",
+                               "org.terafleet.gpu_set": "gpu0-1", "org.terafleet.server": "terachem-gpu0-1"}
+    assert first["network"] == "terafleet" and first["stop_timeout"] == 86400
+
+
+def test_explicit_urls_need_no_broker_settings():
+    workers = plan(broker_url="amqps://u:p@mq.example:5671/v", result_backend="rediss://:q@r.example:6380/1",
+                   broker="not read")
+    assert workers[0]["env"]["TERAFLEET_BROKER_URL"] == "amqps://u:p@mq.example:5671/v"
+    assert workers[0]["env"]["TERAFLEET_RESULT_BACKEND"] == "rediss://:q@r.example:6380/1"
+
+
+def test_extra_environment_and_a_fractional_backoff():
+    workers = plan(env={"CELERY_LOG": "info"}, retry_backoff=1.5)
+    assert workers[1]["env"]["CELERY_LOG"] == "info" and workers[1]["env"]["TERAFLEET_RETRY_BACKOFF"] == "1.5"
+
+
+def test_cpu_only_workers_drive_a_server_elsewhere():
+    workers = plan(node=preflight_node(gpu_node=False), host="cpu01", cpu_workers=[CPU_WORKER])
+    assert [w["name"] for w in workers] == ["worker-remote-gpu2"]
+    assert workers[0]["env"]["TCPB_HOST"] == "10.1.0.21" and workers[0]["env"]["TCPB_PORT"] == "11112"
+    assert workers[0]["env"]["TERAFLEET_QUEUES"] == "remote" and "mounts" not in workers[0]
+    assert workers[0]["labels"]["org.terafleet.server"] == "10.1.0.21:11112"
+
+
+def test_a_host_with_no_worker_needs_no_password():
+    assert plan(node=preflight_node(gpu_node=False), host="cpu01",
+                broker=settings(BROKER, rabbitmq_password="")) == []
+
+
+@pytest.mark.parametrize("password, message", [
+    ("", "broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"),
+    (None, "broker_rabbitmq_password is null; set it (Ansible Vault) in the inventory"),
+    (12345, "broker_rabbitmq_password must be a string, not int; quote it in the inventory"),
+])
+def test_a_bad_broker_password_is_refused_by_name(password, message):
+    with pytest.raises(AnsibleFilterError, match=f"^gpu01.cluster: {re.escape(message)}$"):
+        plan(broker={**BROKER, "rabbitmq_password": password})
+
+
+def test_a_missing_redis_password_is_refused_by_name():
+    with pytest.raises(AnsibleFilterError, match="broker_redis_password is null"):
+        plan(broker=settings(BROKER, redis_password=None))
+
+
+def test_an_explicit_url_without_a_password_is_refused_without_showing_it():
+    with pytest.raises(AnsibleFilterError, match="celery_worker_broker_url has no password in 'amqp://u@mq:5672/v'"):
+        plan(broker_url="amqp://u@mq:5672/v", result_backend="redis://:x@r:6379/0")
+
+
+def test_no_broker_address_is_named():
+    with pytest.raises(AnsibleFilterError, match="no broker address"):
+        plan(broker={**BROKER, "host": ""})
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({**CPU_WORKER, "server_port": 80}, "server_port in 1024-65535"),
+    ({**CPU_WORKER, "queues": []}, "needs a name"),
+    ({**CPU_WORKER, "name": "a b"}, "needs a name (letters, digits, _ . -)"),
+    ("remote-gpu2", "CPU-only worker 'remote-gpu2' needs"),
+])
+def test_bad_cpu_only_workers_are_refused(entry, message):
+    with pytest.raises(AnsibleFilterError) as error:
+        plan(node=preflight_node(gpu_node=False), host="cpu01", cpu_workers=[entry])
+    assert message in str(error.value) and "celery_worker_cpu_workers" in str(error.value)
+
+
+def test_repeated_cpu_worker_names_are_refused():
+    with pytest.raises(AnsibleFilterError, match="celery_worker_cpu_workers names repeat"):
+        plan(node=preflight_node(gpu_node=False), host="cpu01", cpu_workers=[CPU_WORKER, CPU_WORKER])
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"queues": []}, "celery_worker_queues is empty"),
+    ({"concurrency": 0}, "celery_worker_concurrency must be at least 1, got 0"),
+    ({"retry_backoff": "fast"}, "celery_worker_retry_backoff must be a number, got 'fast'"),
+    ({"env": {"A": {"nested": 1}}}, "celery_worker_env.A must be a string or number"),
+    ({"image": None}, "celery_worker_image is not set"),
+])
+def test_bad_settings_are_refused_naming_the_variable(changes, message):
+    with pytest.raises(AnsibleFilterError) as error:
+        plan(**changes)
+    assert message in str(error.value)
+
+
+def test_registered_as_a_filter():
+    assert FilterModule().filters()["worker_containers"] is worker_containers

@@ -1,0 +1,47 @@
+"""The facts roles publish for others are the ones their readers read: a renamed one cannot go unnoticed."""
+
+import re
+
+import yaml
+
+from conftest import REPO_ROOT
+
+
+def published(suffix: str) -> dict[str, str]:
+    """Fact name -> role, for every set_fact in the roles' tasks whose name ends with suffix."""
+    found = {}
+    for path in sorted((REPO_ROOT / "roles").glob("*/tasks/*.yml")):
+        for task in yaml.safe_load(path.read_text()) or []:
+            for name in (task.get("ansible.builtin.set_fact") or {}):
+                if name.endswith(suffix):
+                    found[name] = path.parts[-3]
+    return found
+
+
+def test_every_changed_fact_is_read_by_the_smoke_test():
+    facts = published("_changed")
+    assert set(facts) == {"terachem_changed", "celery_worker_changed", "docker_engine_changed",
+                          "nvidia_container_toolkit_changed", "broker_changed"}
+    due = (REPO_ROOT / "roles/smoke_test/vars/main.yml").read_text()
+    for name, role in facts.items():
+        assert name.startswith(role + "_")
+        assert re.search(rf"\b{name}\b", due), f"{name} ({role}) is published but the smoke test does not read it"
+
+
+def test_every_plan_is_computed_in_the_preflight_play_and_applied_by_its_role():
+    plans = published("_plan")
+    assert set(plans) == {"terachem_plan", "celery_worker_plan", "frontend_plan", "broker_plan", "scratch_plan",
+                          "node_checks_plan", "container_images_plan"}
+    preflight = (REPO_ROOT / "playbooks/preflight.yml").read_text()
+    for name, role in plans.items():
+        assert f"name: terafleet.cluster.{role}\n        tasks_from: plan" in preflight, role
+        applied = "".join(p.read_text() for p in (REPO_ROOT / "roles" / role).glob("*/*.yml")
+                          if p.name != "plan.yml")
+        assert re.search(rf"\b{name}\b", applied), f"{role} publishes {name} but never applies it"
+
+
+def test_no_role_reads_another_roles_registers():
+    for path in sorted((REPO_ROOT / "roles").glob("*/*/*.yml")):
+        role = path.parts[-3]
+        for register in re.findall(r"\b__([a-z]+(?:_[a-z]+)*)", path.read_text()):
+            assert register.startswith(role + "_"), f"{path.relative_to(REPO_ROOT)} reads __{register}"
