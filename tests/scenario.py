@@ -109,3 +109,14 @@ def start_playbook(name: str, *args: str) -> subprocess.Popen:
     """Start one of the root playbooks in the background; its output (stdout and stderr) in .stdout."""
     argv, env = _playbook_argv(name, args)
     return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def tasks_outside_preflight(stdout: str) -> list[str]:
+    """The TASK lines of a playbook's output that ran in a play other than preflight's."""
+    play, outside = "", []
+    for line in stdout.splitlines():
+        if line.startswith("PLAY ["):
+            play = line
+        elif line.startswith("TASK [") and not play.startswith("PLAY [Check every node before changing any]"):
+            outside.append(line)
+    return outside

@@ -54,7 +54,7 @@ from collections.abc import Callable, Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import cpu_worker_problem, password_problem
+from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import cpu_workers_problems, password_problem
 
 INPUTS = ("gpu_node", "head", "cpu_node", "license_file", "rabbitmq_password", "redis_password", "broker_url",
           "result_backend", "image_archives", "cpu_workers")
@@ -91,16 +91,7 @@ def image_archives(inputs: Mapping) -> list[str]:
 
 
 def cpu_workers(inputs: Mapping) -> list[str]:
-    if not inputs["cpu_node"]:
-        return []
-    entries = inputs["cpu_workers"]
-    if not isinstance(entries, list):
-        return [f"celery_worker_cpu_workers must be a list, got {entries!r}"]
-    problems = [problem for problem in map(cpu_worker_problem, entries) if problem]
-    names = [entry.get("name", "") if isinstance(entry, Mapping) else "" for entry in entries]
-    if len(set(names)) != len(names):
-        problems.append(f"CPU-only worker names repeat: {names}")
-    return problems
+    return cpu_workers_problems(inputs["cpu_workers"]) if inputs["cpu_node"] else []
 
 
 RULES: dict[str, Callable[[Mapping], list[str]]] = {

@@ -85,7 +85,7 @@ def frontend(node: dict, s: Settings) -> dict:
     servers = instances(node, s.host)
     if not s.bool("enabled") or not servers:
         return {"containers": [], "volumes": [], "config_files": {"nginx": config}}
-    scratch_root = node.get("scratch_root") if isinstance(node, dict) else None
+    scratch_root = node.get("scratch_root")
     if not isinstance(scratch_root, str) or not scratch_root.startswith("/"):
         raise AnsibleFilterError(f"{s.host}: preflight_node.scratch_root is missing; run the preflight role first")
     address = s.str("publish_address")

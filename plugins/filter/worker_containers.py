@@ -80,7 +80,7 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
     ROLE_LABEL,
     Settings,
     as_int,
-    cpu_worker_problem,
+    cpu_workers_problems,
     instances,
 )
 
@@ -121,24 +121,18 @@ def redact(url: str) -> str:
     return url
 
 
-def cpu_worker(entry: object, s: Settings) -> dict:
-    """A CPU-only worker entry, checked."""
-    problem = cpu_worker_problem(entry)
-    if problem:
-        raise AnsibleFilterError(f"{s.host}: {problem}")
-    return {"name": entry["name"], "queues": [str(q) for q in entry["queues"]],
-            "server_host": str(entry["server_host"]), "server_port": as_int(entry["server_port"])}
-
-
 def worker_containers(node: dict, settings: dict, host: str, host_short: str) -> list[dict]:
     """Return the node's Celery worker containers; see DOCUMENTATION."""
     s = Settings(settings, "celery_worker_", host, SETTINGS)
     image, queues, network = s.str("image"), s.strings("queues", empty=False), s.name("network")
     stop_timeout, env = s.int("stop_timeout", minimum=0), s.env("env")
-    cpu_workers = [cpu_worker(entry, s) for entry in s.list("cpu_workers")]
-    names = [entry["name"] for entry in cpu_workers]
-    if len(set(names)) != len(names):
-        raise s.fail("cpu_workers", f"names repeat: {names}")
+    entries = s.raw("cpu_workers")
+    problems = cpu_workers_problems(entries)
+    if problems:
+        raise AnsibleFilterError(f"{host}: {'; '.join(problems)}")
+    cpu_workers = [{"name": entry["name"], "queues": [str(q) for q in entry["queues"]],
+                    "server_host": str(entry["server_host"]), "server_port": as_int(entry["server_port"])}
+                   for entry in entries]
     sets = instances(node, host)
     if not sets and not cpu_workers:
         return []

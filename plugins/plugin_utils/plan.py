@@ -182,16 +182,25 @@ def instances(node: Any, host: str) -> list[dict]:
     return list(node["instances"])
 
 
-def cpu_worker_problem(entry: Any) -> str:
-    """What is wrong with a CPU-only worker entry ({name, queues, server_host, server_port}), or ''."""
-    if isinstance(entry, Mapping):
-        port = as_int(entry.get("server_port"))
-        queues = entry.get("queues")
-        if (isinstance(entry.get("name"), str) and SAFE_NAME.match(entry["name"])
-                and isinstance(queues, list) and queues and all(isinstance(q, str) and q for q in queues)
-                and isinstance(entry.get("server_host"), str) and entry["server_host"]
-                and port is not None and 1024 <= port <= 65535):
-            return ""
-    shown = dict(entry) if isinstance(entry, Mapping) else entry
-    return (f"CPU-only worker {shown!r} needs a name (letters, digits, _ . -), queues, server_host and a "
-            "server_port in 1024-65535 (celery_worker_cpu_workers)")
+def cpu_workers_problems(entries: Any) -> list[str]:
+    """What is wrong with celery_worker_cpu_workers (entries of {name, queues, server_host, server_port},
+    names unique), one sentence per problem; empty when nothing is."""
+    if not isinstance(entries, list):
+        return [f"celery_worker_cpu_workers must be a list, got {entries!r}"]
+    problems = []
+    for entry in entries:
+        if isinstance(entry, Mapping):
+            port = as_int(entry.get("server_port"))
+            queues = entry.get("queues")
+            if (isinstance(entry.get("name"), str) and SAFE_NAME.match(entry["name"])
+                    and isinstance(queues, list) and queues and all(isinstance(q, str) and q for q in queues)
+                    and isinstance(entry.get("server_host"), str) and entry["server_host"]
+                    and port is not None and 1024 <= port <= 65535):
+                continue
+        shown = dict(entry) if isinstance(entry, Mapping) else entry
+        problems.append(f"CPU-only worker {shown!r} needs a name (letters, digits, _ . -), queues, server_host and "
+                        "a server_port in 1024-65535 (celery_worker_cpu_workers)")
+    names = [entry.get("name", "") if isinstance(entry, Mapping) else "" for entry in entries]
+    if len(set(names)) != len(names):
+        problems.append(f"CPU-only worker names repeat: {names} (celery_worker_cpu_workers)")
+    return problems

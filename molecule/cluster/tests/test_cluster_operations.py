@@ -9,7 +9,7 @@ import random
 import pytest
 
 from conftest import GPU_NODES, SETS, inspect, node, playbook, server_pid, wait_for, water
-from scenario import control, expected_energy
+from scenario import control, expected_energy, tasks_outside_preflight
 
 testinfra_hosts = ["ansible://tf-cl-head"]
 SERVERS = {(n, f"terachem-{s}:11111") for n in GPU_NODES for s in SETS}
@@ -194,17 +194,6 @@ def test_bad_input_fails_before_any_container_changes(extra_vars, message):
     assert message in output, output[-3000:]
     assert tasks_outside_preflight(result.stdout) == []
     assert containers_state() == before
-
-
-def tasks_outside_preflight(stdout: str) -> list[str]:
-    """The tasks that ran in a play other than preflight's."""
-    play, outside = "", []
-    for line in stdout.splitlines():
-        if line.startswith("PLAY ["):
-            play = line
-        elif line.startswith("TASK [") and not play.startswith("PLAY [Check every node before changing any]"):
-            outside.append(line)
-    return outside
 
 
 def test_check_mode_on_the_converged_cluster_changes_nothing_and_shows_a_change_unapplied():

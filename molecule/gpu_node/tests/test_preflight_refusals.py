@@ -8,9 +8,13 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from scenario import tasks_outside_preflight  # noqa: E402
 
 testinfra_hosts = ["ansible://blank_nodes"]
 
@@ -76,17 +80,6 @@ def nvidia_smi_hidden(host, hide):
         yield
     finally:
         host.check_output("mv /usr/bin/nvidia-smi.away /usr/bin/nvidia-smi")
-
-
-def tasks_outside_preflight(stdout):
-    """The tasks that ran in a play other than preflight's."""
-    play, outside = "", []
-    for line in stdout.splitlines():
-        if line.startswith("PLAY ["):
-            play = line
-        elif line.startswith("TASK [") and not play.startswith("PLAY [Check every node before changing any]"):
-            outside.append(line)
-    return outside
 
 
 def site(inventory, extra_vars):

@@ -55,7 +55,7 @@ def test_every_rule_is_named():
       "'http'} needs a name (letters, digits, _ . -), queues, server_host and a server_port in 1024-65535 "
       "(celery_worker_cpu_workers)"]),
     ("cpu_workers", {"cpu_node": True, "cpu_workers": [CPU_WORKER, CPU_WORKER]},
-     ["CPU-only worker names repeat: ['remote-gpu2', 'remote-gpu2']"]),
+     ["CPU-only worker names repeat: ['remote-gpu2', 'remote-gpu2'] (celery_worker_cpu_workers)"]),
     ("cpu_workers", {"cpu_workers": [{"name": "x"}]}, []),
 ])
 def test_each_rule(good, rule, changes, problems):

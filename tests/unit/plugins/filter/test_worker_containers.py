@@ -97,7 +97,8 @@ def test_bad_cpu_only_workers_are_refused(entry, message):
 
 
 def test_repeated_cpu_worker_names_are_refused():
-    with pytest.raises(AnsibleFilterError, match="celery_worker_cpu_workers names repeat"):
+    with pytest.raises(AnsibleFilterError, match=re.escape(
+            "cpu01: CPU-only worker names repeat: ['remote-gpu2', 'remote-gpu2'] (celery_worker_cpu_workers)")):
         plan(node=preflight_node(gpu_node=False), host="cpu01", cpu_workers=[CPU_WORKER, CPU_WORKER])
 
 
