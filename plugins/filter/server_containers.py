@@ -13,6 +13,8 @@ description:
   - One server per GPU set, named C(terachem-<set>), owning exactly that set's GPUs (by device request, or
     with the C(nvidia) runtime and C(NVIDIA_VISIBLE_DEVICES)), with its own scratch volume, the license
     bind-mounted read-only, a TCPB STATUS health check and terafleet's labels.
+  - GPUs are asked for by UUID, so a server keeps its GPUs when the driver numbers them anew (a GPU fell
+    off the bus); the indices stay in the set's name and the C(org.terafleet.gpus) label, for people.
   - A setting that is missing, null or of the wrong type fails with the inventory variable's name
     (C(terachem_<setting>)); an undefined variable inside one fails in Ansible with its name.
 positional: settings, host
@@ -72,7 +74,7 @@ _value:
       command: [terachem, -s, "11111"]
       working_dir: /scratch
       env: {}
-      device_requests: [{driver: nvidia, device_ids: ["0"], capabilities: [[gpu]]}]
+      device_requests: [{driver: nvidia, device_ids: ["GPU-5a6e0d2c-..."], capabilities: [[gpu]]}]
       mounts:
         - {type: volume, source: terafleet-scratch-gpu0, target: /scratch, no_copy: true}
         - {type: bind, source: /etc/terafleet/terachem/license.key, target: /opt/terachem/license.key,
@@ -83,7 +85,7 @@ _value:
       stop_timeout: 30
       healthcheck: {test: [CMD, bash, -c, "..."], interval: 10s, timeout: 5s, retries: 3, start_period: 60s}
       labels: {org.terafleet.role: terachem, org.terafleet.node: gpu01, org.terafleet.gpu_set: gpu0,
-               org.terafleet.gpus: "0"}
+               org.terafleet.gpus: "0", org.terafleet.gpu_uuids: "GPU-5a6e0d2c-..."}
 """
 
 from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
@@ -122,7 +124,7 @@ def server_containers(node: dict, settings: dict, host: str) -> list[dict]:
                    "start_period": s.duration("healthcheck_start_period")}
     servers = []
     for item in instances(node, host):
-        devices = [str(device) for device in item["devices"]]
+        indices, uuids = [str(device) for device in item["devices"]], [str(uuid) for uuid in item["uuids"]]
         spec = {
             "name": item["instance"],
             "hostname": item["instance"],
@@ -133,11 +135,11 @@ def server_containers(node: dict, settings: dict, host: str) -> list[dict]:
             "working_dir": scratch_path,
         }
         if gpu_mode == "nvidia_runtime":
-            spec["env"] = {**env, "NVIDIA_VISIBLE_DEVICES": ",".join(devices)}
+            spec["env"] = {**env, "NVIDIA_VISIBLE_DEVICES": ",".join(uuids)}
             spec["runtime"] = "nvidia"
         else:
             spec["env"] = dict(env)
-            spec["device_requests"] = [{"driver": "nvidia", "device_ids": devices, "capabilities": [["gpu"]]}]
+            spec["device_requests"] = [{"driver": "nvidia", "device_ids": uuids, "capabilities": [["gpu"]]}]
         spec.update({
             # no_copy: Docker would otherwise copy the image's directory, and its mode, onto the scratch.
             "mounts": [{"type": "volume", "source": item["scratch_volume"], "target": scratch_path, "no_copy": True},
@@ -148,7 +150,7 @@ def server_containers(node: dict, settings: dict, host: str) -> list[dict]:
             "stop_timeout": stop_timeout,
             "healthcheck": dict(healthcheck),
             "labels": {ROLE_LABEL: "terachem", NODE_LABEL: host, "org.terafleet.gpu_set": item["name"],
-                       "org.terafleet.gpus": ",".join(devices)},
+                       "org.terafleet.gpus": ",".join(indices), "org.terafleet.gpu_uuids": ",".join(uuids)},
         })
         servers.append(spec)
     return servers

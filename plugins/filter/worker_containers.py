@@ -61,9 +61,9 @@ _value:
     - name: worker-gpu0
       hostname: worker-gpu0
       image: terafleet/worker:latest
-      env: {TERAFLEET_BROKER_URL: "amqp://terafleet:...@10.0.0.1:5672/terafleet",
-            TERAFLEET_QUEUES: "terachem,terachem.gpu01.gpu0",
-            TCPB_HOST: terachem-gpu0, TCPB_PORT: "11111"}
+      env: {TERAFLEET_QUEUES: "terachem,terachem.gpu01.gpu0", TCPB_HOST: terachem-gpu0, TCPB_PORT: "11111"}
+      secret_env: {TERAFLEET_BROKER_URL: "amqp://terafleet:...@10.0.0.1:5672/terafleet",
+                   TERAFLEET_RESULT_BACKEND: "redis://:...@10.0.0.1:6379/0"}
       mounts: [{type: volume, source: terafleet-scratch-gpu0, target: /scratch, read_only: true}]
       network: terafleet
       stop_timeout: 86400
@@ -137,9 +137,9 @@ def worker_containers(node: dict, settings: dict, host: str, host_short: str) ->
     if not sets and not cpu_workers:
         return []
     broker_url, backend_url = urls(s)
-    common = {**env,
-              "TERAFLEET_BROKER_URL": broker_url,
-              "TERAFLEET_RESULT_BACKEND": backend_url,
+    # The URLs carry the passwords: docker_containers keeps secret_env out of the output and the diff.
+    secrets = {"TERAFLEET_BROKER_URL": broker_url, "TERAFLEET_RESULT_BACKEND": backend_url}
+    common = {**{key: value for key, value in env.items() if key not in secrets},
               "TERAFLEET_RESULT_EXPIRES": str(s.int("result_expires", minimum=1)),
               "TERAFLEET_MAX_RETRIES": str(s.int("max_retries", minimum=0)),
               "TERAFLEET_RETRY_BACKOFF": s.number("retry_backoff"),
@@ -158,6 +158,7 @@ def worker_containers(node: dict, settings: dict, host: str, host_short: str) ->
                     "TERAFLEET_SCRATCH_DIR": "/scratch",
                     "TCPB_HOST": item["instance"],
                     "TCPB_PORT": SERVER_PORT},
+            "secret_env": dict(secrets),
             "mounts": [{"type": "volume", "source": item["scratch_volume"], "target": "/scratch", "read_only": True}],
             "network": network,
             "stop_timeout": stop_timeout,
@@ -176,6 +177,7 @@ def worker_containers(node: dict, settings: dict, host: str, host_short: str) ->
                     "TERAFLEET_GPU_SET": entry["name"],
                     "TCPB_HOST": entry["server_host"],
                     "TCPB_PORT": str(entry["server_port"])},
+            "secret_env": dict(secrets),
             "stop_timeout": stop_timeout,
             "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.gpu_set": entry["name"],
                        "org.terafleet.server": f"{entry['server_host']}:{entry['server_port']}"},

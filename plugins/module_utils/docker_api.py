@@ -113,6 +113,12 @@ class DockerAPI:
     def container(self, name: str) -> dict | None:
         return self.call("GET", f"/containers/{urllib.parse.quote(name)}/json", missing_ok=True)
 
+    def containers(self, labels: dict | None = None) -> list[dict]:
+        """Every container, running or not, that carries all of `labels` (each a value, or None for any)."""
+        wanted = [key if value is None else f"{key}={value}" for key, value in (labels or {}).items()]
+        params = {"all": "true", **({"filters": json.dumps({"label": wanted})} if wanted else {})}
+        return self.call("GET", "/containers/json", params=params) or []
+
     def image(self, reference: str) -> dict | None:
         return self.call("GET", f"/images/{urllib.parse.quote(reference, safe='')}/json", missing_ok=True)
 
@@ -139,6 +145,12 @@ class DockerAPI:
     def network(self, name: str) -> dict | None:
         return self.call("GET", f"/networks/{urllib.parse.quote(name)}", missing_ok=True)
 
+    def networks(self, labels: dict | None = None) -> list[dict]:
+        """Every network that carries all of `labels` (each a value, or None for any)."""
+        wanted = [key if value is None else f"{key}={value}" for key, value in (labels or {}).items()]
+        params = {"filters": json.dumps({"label": wanted})} if wanted else None
+        return self.call("GET", "/networks", params=params) or []
+
     def create_network(self, body: dict) -> dict:
         return self.call("POST", "/networks/create", body=body)
 
@@ -147,6 +159,12 @@ class DockerAPI:
 
     def volume(self, name: str) -> dict | None:
         return self.call("GET", f"/volumes/{urllib.parse.quote(name)}", missing_ok=True)
+
+    def volumes(self, labels: dict | None = None) -> list[dict]:
+        """Every volume that carries all of `labels` (each a value, or None for any)."""
+        wanted = [key if value is None else f"{key}={value}" for key, value in (labels or {}).items()]
+        params = {"filters": json.dumps({"label": wanted})} if wanted else None
+        return (self.call("GET", "/volumes", params=params) or {}).get("Volumes") or []
 
     def create_volume(self, body: dict) -> dict:
         return self.call("POST", "/volumes/create", body=body)

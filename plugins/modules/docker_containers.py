@@ -16,9 +16,19 @@ description:
     node instead of one per container. A node with 16 GPU sets runs 16 servers and 16 workers; one
     call each cost a second or more of Python start-up and inspection on the node.
   - Each container carries the label C(org.terafleet.config-hash), a hash of its configuration as given
-    here. A container is recreated (stopped with its own stop timeout, removed, created, started) when
-    that hash differs or when its image reference now names another image; otherwise it is left
-    running. Containers made by an earlier release, without the label, are recreated once.
+    here, and C(org.terafleet.config), that configuration itself with every O(containers[].secret_env)
+    value replaced by a short hash of it. A container is recreated (stopped with its own stop timeout,
+    removed, created, started) when that hash differs or when its image reference now names another
+    image; otherwise it is left running. Containers made by an earlier release, without the hash label,
+    are recreated once.
+  - A container with O(containers[].state=absent) is stopped (with its own stop timeout) and removed.
+    With O(retire), every container that carries a selector's labels and that O(containers) does not name
+    is retired the same way - the selectors in the order given, the containers of one selector side by side,
+    all before any container is recreated or started. A Celery worker stopped so finishes the
+    calculations it runs (warm shutdown) and takes no new ones.
+  - With C(--diff), each container to be created, recreated, retired or removed, or whose restart policy
+    changes, shows as a diff of its configuration, one line per setting, secrets masked. In
+    check mode nothing is changed and the result lists what would be.
   - The restart policy is compared on its own and changed in place, so a policy the terafleet watchdog
     set to C(no) for a crash loop is restored without recreating the container. A stopped container
     is started.
@@ -37,10 +47,16 @@ options:
         description: Container name.
         type: str
         required: true
-      image:
-        description: Image reference; it must already be on the node.
+      state:
+        description: C(present) runs the container; C(absent) stops and removes it (only O(containers[].name)
+          is read).
         type: str
-        required: true
+        choices: [present, absent]
+        default: present
+      image:
+        description: Image reference; it must already be on the node. Required when
+          O(containers[].state=present).
+        type: str
       hostname:
         description: Host name inside the container.
         type: str
@@ -53,6 +69,14 @@ options:
         type: str
       env:
         description: Environment; values are turned into strings.
+        type: dict
+        default: {}
+      secret_env:
+        description:
+          - Environment that holds secrets (URLs with passwords); values are turned into strings. Part of
+            the configuration like O(containers[].env), but kept out of the task's output and the diff, and
+            recorded in the container's C(org.terafleet.config) label only as a short hash.
+          - A key may not be in both O(containers[].env) and O(containers[].secret_env).
         type: dict
         default: {}
       labels:
@@ -187,6 +211,30 @@ options:
     suboptions:
       name: {description: Volume name., type: str, required: true}
       labels: {description: Labels of a new volume; values are turned into strings., type: dict, default: {}}
+  retire:
+    description:
+      - Label selectors. A container that carries every label of a selector (with that value; a value of
+        null matches any) and that O(containers) does not name is stopped with its own stop timeout and
+        removed. The selectors are worked through in the order given, so that, for example, the workers of
+        retiring TeraChem servers have finished their calculations before the servers stop.
+      - A selector with no labels is refused, so that a mistake cannot retire every container of the node.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      labels:
+        description: The labels a container must carry to be retired.
+        type: dict
+        required: true
+      stop_timeout:
+        description: Seconds to wait for these containers to stop, instead of each one's own stop timeout.
+        type: int
+  keep:
+    description: Names O(retire) leaves alone besides those in O(containers), so that one call can retire
+      what a node's whole plan no longer names before other calls bring up the rest.
+    type: list
+    elements: str
+    default: []
   changed_marker:
     description: A file created (with its directory) before anything is changed, when something will be;
       it stays until whoever tests the change removes it (terafleet's smoke test), so a run that fails
@@ -205,7 +253,7 @@ attributes:
   platform:
     platforms: posix
 notes:
-  - Only the containers listed are touched; removing one from the list leaves it running.
+  - Without O(retire), only the containers listed are touched; removing one from the list leaves it running.
   - Images are not pulled; a missing image fails the task before any container is changed, and so do a
     missing bind source, network or OCI runtime of a container to be created.
   - A container the engine refuses to create or start does not keep the others from starting; the task
@@ -261,7 +309,8 @@ containers:
       type: str
     action:
       description: C(created), C(recreated), C(started), C(restarted), C(updated) (restart policy),
-        C(updated, started) or C(unchanged).
+        C(updated, started), C(unchanged), C(removed) (O(containers[].state=absent)), C(absent) (it was not
+        there), or C(retired) (by O(retire); these follow the containers given).
       type: str
     reason:
       description: Why it was recreated, when it was.
@@ -269,6 +318,7 @@ containers:
   sample:
     - {name: terachem-gpu0, action: unchanged}
     - {name: terachem-gpu1, action: recreated, reason: image terafleet/standin:v2 is another image}
+    - {name: terachem-gpu2, action: retired, reason: "carries org.terafleet.role=terachem, not in the plan"}
 """
 
 import hashlib
@@ -288,11 +338,12 @@ from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api impor
 )
 
 HASH_LABEL = "org.terafleet.config-hash"
+CONFIG_LABEL = "org.terafleet.config"
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 UNIT_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 PORT = re.compile(r"^(?:(?P<address>.*):)?(?P<node>\d+):(?P<container>\d+)(?:/(?P<protocol>tcp|udp|sctp))?$")
 # The keys of a container's spec that are not part of its configuration hash.
-NOT_HASHED = ("restart", "restart_policy")
+NOT_HASHED = ("restart", "restart_policy", "state")
 # Containers created and started at once when no staggered start is asked for.
 PARALLEL_STARTS = 4
 
@@ -326,24 +377,52 @@ def port_bindings(published: list[str], name: str) -> dict:
 
 
 def normalized(spec: dict) -> dict:
-    """The spec with strings where Docker keeps strings, so equal configurations hash alike."""
+    """The spec with strings where Docker keeps strings, so equal configurations hash alike; the secret
+    environment joins the rest (where the secrets are written is not part of the configuration)."""
     spec = dict(spec)
-    spec["env"] = string_map(spec.get("env"))
+    env, secrets = string_map(spec.get("env")), string_map(spec.pop("secret_env", None))
+    both = sorted(set(env) & set(secrets))
+    if both:
+        raise SpecError(f"{spec['name']}: {both} in both env and secret_env")
+    spec["env"] = {**env, **secrets}
     spec["labels"] = string_map(spec.get("labels"))
     spec["published_ports"] = [str(p) for p in spec.get("published_ports") or []]
     return spec
 
 
+def configuration(spec: dict) -> dict:
+    """What the hash covers: the options that are set, so an option added to this module later changes no hash."""
+    return {key: value for key, value in normalized(spec).items()
+            if key not in NOT_HASHED and value not in (None, "", [], {}, False)}
+
+
 def config_hash(spec: dict) -> str:
-    """Only options that are set count, so an option added to this module later changes no hash."""
-    hashed = {key: value for key, value in normalized(spec).items()
-              if key not in NOT_HASHED and value not in (None, "", [], {}, False)}
-    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(configuration(spec), sort_keys=True).encode()).hexdigest()
+
+
+def recorded(spec: dict) -> dict:
+    """The configuration as the container's label records it: secrets as a short hash of their value."""
+    config = configuration(spec)
+    secrets = string_map(spec.get("secret_env"))
+    if secrets:
+        config["env"] = dict(config["env"], **{
+            key: f"(secret {hashlib.sha256(value.encode()).hexdigest()[:8]})" for key, value in secrets.items()})
+    return config
+
+
+def lines(value: object, prefix: str = "") -> list[str]:
+    """A configuration as sorted `key: value` lines, nested keys joined by dots, so a diff shows one setting
+    per line."""
+    if isinstance(value, dict) and value:
+        return [line for key in sorted(value) for line in lines(value[key], f"{prefix}.{key}" if prefix else key)]
+    if isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
+        return [line for number, item in enumerate(value) for line in lines(item, f"{prefix}[{number}]")]
+    return [f"{prefix}: {json.dumps(value)}"]
 
 
 def create_body(spec: dict) -> dict:
     """The engine's create-container body for one spec."""
-    spec = normalized(spec)
+    given, spec = spec, normalized(spec)
     name = spec["name"]
     bindings = port_bindings(spec["published_ports"], name)
     host_config: dict = {
@@ -368,7 +447,8 @@ def create_body(spec: dict) -> dict:
             "DeviceIDs": ids, "Capabilities": request.get("capabilities") or []})
     if spec.get("runtime"):
         host_config["Runtime"] = spec["runtime"]
-    labels = dict(spec["labels"], **{HASH_LABEL: config_hash(spec)})
+    labels = dict(spec["labels"], **{HASH_LABEL: config_hash(given),
+                                     CONFIG_LABEL: json.dumps(recorded(given), sort_keys=True)})
     body: dict = {
         "Image": spec["image"],
         "Env": [f"{key}={value}" for key, value in sorted(spec["env"].items())],
@@ -444,20 +524,32 @@ def ensure_volumes(api: DockerAPI, missing: list[dict], check_mode: bool) -> lis
     return [volume["name"] for volume in missing]
 
 
+def removal(name: str, current: dict | None, reason: str, how: str) -> dict:
+    """A step that stops and removes a container (`how`: removed or retired), or notes that it is absent."""
+    return {"name": name, "spec": None, "current": current, "remove": how if current else "",
+            "recreate": False, "start": False, "restart": False, "update_policy": False, "exists": bool(current),
+            "reason": reason if current else ""}
+
+
 def plan(api: DockerAPI, specs: list[dict]) -> list[dict]:
-    """Per container: what it needs (create, recreate, start, restart, policy update or nothing)."""
+    """Per container: what it needs (create, recreate, start, restart, policy update, removal or nothing)."""
     steps = []
     image_ids: dict = {}
     for spec in specs:
         name = spec["name"]
+        if spec.get("state") == "absent":
+            steps.append(removal(name, api.container(name), "state absent", "removed"))
+            continue
+        if not spec.get("image"):
+            raise SpecError(f"{name}: image is required for a container that is present")
         body = create_body(spec)  # raises SpecError on bad input, before anything changes
         if spec["image"] not in image_ids:
             image = api.image(spec["image"])
             image_ids[spec["image"]] = image["Id"] if image else None
         image_id = image_ids[spec["image"]]
         current = api.container(name)
-        step = {"name": name, "spec": spec, "body": body, "image_id": image_id, "recreate": False,
-                "start": False, "restart": False, "update_policy": False, "reason": ""}
+        step = {"name": name, "spec": spec, "body": body, "image_id": image_id, "current": current, "remove": "",
+                "recreate": False, "start": False, "restart": False, "update_policy": False, "reason": ""}
         if current is None:
             step.update(recreate=True, reason="missing")
         elif (current["Config"].get("Labels") or {}).get(HASH_LABEL) != body["Labels"][HASH_LABEL]:
@@ -475,12 +567,68 @@ def plan(api: DockerAPI, specs: list[dict]) -> list[dict]:
     return steps
 
 
+def retirements(api: DockerAPI, selectors: list[dict], named: set[str]) -> list[list[dict]]:
+    """Per selector, in order: removal steps for the containers carrying its labels that are not named."""
+    groups = []
+    seen = set(named)
+    for selector in selectors:
+        labels = selector.get("labels") or {}
+        if not labels:
+            raise SpecError("a retire selector has no labels; it would retire every container of the node")
+        wanted = {str(key): None if value is None else str(value) for key, value in labels.items()}
+        shown = ", ".join(key if value is None else f"{key}={value}" for key, value in wanted.items())
+        group = []
+        for summary in sorted(api.containers(wanted), key=lambda c: (c.get("Names") or ["/"])[0]):
+            name = (summary.get("Names") or ["/"])[0].lstrip("/")
+            if not name or name in seen:
+                continue
+            seen.add(name)
+            current = api.container(name)
+            if current is not None:
+                step = removal(name, current, f"carries {shown}, not named", "retired")
+                step["stop_timeout"] = selector.get("stop_timeout")
+                group.append(step)
+        groups.append(group)
+    return groups
+
+
 def action(step: dict) -> str:
+    if step["remove"]:
+        return step["remove"]
+    if step["spec"] is None:
+        return "absent"
     if step["recreate"]:
         return "recreated" if step["exists"] else "created"
     done = (["updated"] if step["update_policy"] else []) + (["started"] if step["start"] else []) + (
         ["restarted"] if step["restart"] else [])
     return ", ".join(done) or "unchanged"
+
+
+def before_text(current: dict | None) -> str:
+    """A container's configuration as its label records it, and its live restart policy."""
+    if current is None:
+        return ""
+    raw = (current["Config"].get("Labels") or {}).get(CONFIG_LABEL)
+    try:
+        config = json.loads(raw) if raw else None
+    except ValueError:
+        config = None
+    policy = (current["HostConfig"].get("RestartPolicy") or {}).get("Name") or "no"
+    if not isinstance(config, dict):
+        config = {"(configuration not recorded: made before terafleet recorded it)": True,
+                  "image": current["Config"].get("Image")}
+    return "\n".join(lines({**config, "restart_policy": policy})) + "\n"
+
+
+def diff(step: dict) -> dict | None:
+    """The --diff entry of a step that changes a container's configuration or existence; None otherwise."""
+    if not (step["remove"] or step["recreate"] or step["update_policy"]):
+        return None
+    after = "" if step["spec"] is None else "\n".join(lines(
+        {**recorded(step["spec"]), "restart_policy": step["body"]["HostConfig"]["RestartPolicy"]["Name"]})) + "\n"
+    label = action(step) + (f" ({step['reason']})" if step["reason"] else "")
+    return {"before_header": f"{step['name']} (now)", "after_header": f"{step['name']}: {label}",
+            "before": before_text(step["current"]), "after": after}
 
 
 def wait_healthy(api: DockerAPI, name: str, timeout: int) -> None:
@@ -505,11 +653,18 @@ def starts(step: dict) -> bool:
 
 
 def stop_timeout(step: dict) -> int:
-    value = step["spec"].get("stop_timeout")
+    """The retire selector's or the spec's stop timeout; for a container removed or retired without one, the
+    one it was made with."""
+    value = step.get("stop_timeout")
+    if value is None and step["spec"]:
+        value = step["spec"].get("stop_timeout")
+    if value is None and step["current"]:
+        value = step["current"]["Config"].get("StopTimeout")
     return 10 if value is None else int(value)
 
 
-def apply(api: DockerAPI, steps: list[dict], healthy_wait_timeout: int, start_delay: int) -> None:
+def apply(api: DockerAPI, steps: list[dict], retired: list[list[dict]], healthy_wait_timeout: int,
+          start_delay: int) -> None:
     """Carry the plan out: stop and remove side by side, then create and start, a few at once or, for a
     staggered start, in order. A container the engine refuses does not keep the others from starting;
     every refusal is reported at the end."""
@@ -524,13 +679,18 @@ def apply(api: DockerAPI, steps: list[dict], healthy_wait_timeout: int, start_de
         api.stop(step["name"], stop_timeout(step))
         api.remove_container(step["name"])
 
-    # Side by side, each with its own stop timeout (a worker's warm shutdown may take hours).
-    if replaced:
-        with ThreadPoolExecutor(max_workers=len(replaced)) as pool:
-            list(pool.map(remove, replaced))
+    # Side by side, each with its own stop timeout (a worker's warm shutdown may take hours): first what
+    # is removed or retired, a group at a time, so that nothing new starts on what they held; then what
+    # is recreated. A removal that fails stops the run before anything starts.
+    for group in ([s for s in steps if s["remove"]], *retired, replaced):
+        if group:
+            with ThreadPoolExecutor(max_workers=len(group)) as pool:
+                list(pool.map(remove, group))
 
     def bring_up(step: dict) -> None:
         """Create (or update the policy of) one container, then start or restart it as planned."""
+        if step["spec"] is None:
+            return
         try:
             if step["recreate"]:
                 api.create_container(step["name"], step["body"])
@@ -574,11 +734,13 @@ def main() -> None:
     labelled = {"name": {"type": "str", "required": True}, "labels": {"type": "dict", "default": {}}}
     container = {
         "name": {"type": "str", "required": True},
-        "image": {"type": "str", "required": True},
+        "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        "image": {"type": "str"},
         "hostname": {"type": "str"},
         "command": {"type": "list", "elements": "str"},
         "working_dir": {"type": "str"},
         "env": {"type": "dict", "default": {}},
+        "secret_env": {"type": "dict", "default": {}, "no_log": True},
         "labels": {"type": "dict", "default": {}},
         "init": {"type": "bool", "default": False},
         "runtime": {"type": "str"},
@@ -598,6 +760,9 @@ def main() -> None:
             "containers": {"type": "list", "elements": "dict", "required": True, "options": container},
             "networks": {"type": "list", "elements": "dict", "default": [], "options": labelled},
             "volumes": {"type": "list", "elements": "dict", "default": [], "options": labelled},
+            "retire": {"type": "list", "elements": "dict", "default": [],
+                       "options": {"labels": {"type": "dict", "required": True}, "stop_timeout": {"type": "int"}}},
+            "keep": {"type": "list", "elements": "str", "default": []},
             "changed_marker": {"type": "path"},
             "healthy_wait_timeout": {"type": "int", "default": 0},
             "start_delay": {"type": "int", "default": 0},
@@ -617,19 +782,25 @@ def main() -> None:
         missing_networks = [n for n in module.params["networks"] if api.network(n["name"]) is None]
         missing_volumes = [v for v in module.params["volumes"] if api.volume(v["name"]) is None]
         steps = plan(api, specs)
-        changed = bool(missing_networks or missing_volumes) or any(action(step) != "unchanged" for step in steps)
+        retired = retirements(api, module.params["retire"], set(names) | set(module.params["keep"]))
+        everything = steps + [step for group in retired for step in group]
+        changed = bool(missing_networks or missing_volumes) or any(
+            action(step) not in ("unchanged", "absent") for step in everything)
         if changed and module.params["changed_marker"] and not module.check_mode:
             mark(module.params["changed_marker"])
         networks = ensure_networks(api, missing_networks, module.check_mode)
         volumes = ensure_volumes(api, missing_volumes, module.check_mode)
         if changed and not module.check_mode:
             check_prerequisites(api, [step["spec"] for step in steps if step["recreate"]])
-            apply(api, steps, module.params["healthy_wait_timeout"], module.params["start_delay"])
+            apply(api, steps, retired, module.params["healthy_wait_timeout"], module.params["start_delay"])
     except (SpecError, DockerAPIError, OSError) as error:
         module.fail_json(msg=str(error), networks=networks, volumes=volumes)
     report = [dict({"name": s["name"], "action": action(s)}, **({"reason": s["reason"]} if s["reason"] else {}))
-              for s in steps]
-    module.exit_json(changed=changed, containers=report, networks=networks, volumes=volumes)
+              for s in everything]
+    result = {"changed": changed, "containers": report, "networks": networks, "volumes": volumes}
+    if module._diff:
+        result["diff"] = [entry for entry in map(diff, everything) if entry]
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

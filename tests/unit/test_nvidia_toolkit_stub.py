@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def test_runtime_configure_rejects_unknown_runtime(tmp_path):
     assert 'unrecognized runtime "podman"' in result.stderr
 
 
-def _hook(tmp_path: Path, env_list: list[str]) -> tuple[subprocess.CompletedProcess, Path]:
+def _hook(tmp_path: Path, env_list: list[str], pid: int | None = None) -> tuple[subprocess.CompletedProcess, Path]:
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     (bundle / "config.json").write_text(json.dumps({"process": {"env": env_list}}))
@@ -54,7 +55,8 @@ def _hook(tmp_path: Path, env_list: list[str]) -> tuple[subprocess.CompletedProc
     env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}", FAKE_NVIDIA_GPUS="4",
                FAKE_NVIDIA_SMI_CONFIG=str(tmp_path / "none.json"), NVIDIA_HOOK_RECORD=str(record))
     result = subprocess.run([sys.executable, str(BIN / "nvidia-container-runtime-hook"), "prestart"],
-                            input=json.dumps({"id": "abc123", "bundle": str(bundle)}), env=env,
+                            input=json.dumps({"id": "abc123", "bundle": str(bundle),
+                                              **({"pid": pid} if pid else {})}), env=env,
                             capture_output=True, text=True, check=False)
     return result, record
 
@@ -66,6 +68,38 @@ def test_hook_records_requested_gpus(tmp_path, visible, recorded):
     entry = json.loads(record.read_text())
     assert entry["id"] == "abc123"
     assert entry["devices"] == recorded
+
+
+def test_hook_records_gpus_asked_for_by_uuid_with_their_indices(tmp_path):
+    uuids = subprocess.run([sys.executable, str(FAKE_SMI_DIR / "nvidia-smi"), "--query-gpu=uuid",
+                            "--format=csv,noheader"], env=dict(os.environ, FAKE_NVIDIA_GPUS="4",
+                                                               FAKE_NVIDIA_SMI_CONFIG=str(tmp_path / "none.json")),
+                           capture_output=True, text=True, check=True).stdout.split()
+    result, record = _hook(tmp_path, [f"NVIDIA_VISIBLE_DEVICES={uuids[3]},{uuids[1]}"])
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(record.read_text())
+    assert entry["event"] == "start" and entry["indices"] == ["3", "1"] and entry["uuids"] == [uuids[3], uuids[1]]
+
+
+def test_hook_records_when_the_container_stops(tmp_path):
+    container = subprocess.Popen(["sleep", "30"])
+    try:
+        result, record = _hook(tmp_path, ["NVIDIA_VISIBLE_DEVICES=0"], pid=container.pid)
+        assert result.returncode == 0, result.stderr
+        time.sleep(0.3)
+        assert [json.loads(line)["event"] for line in record.read_text().splitlines()] == ["start"]
+        container.kill()
+        container.wait()
+        stopped = time.time()
+        for _ in range(100):
+            events = [json.loads(line) for line in record.read_text().splitlines()]
+            if len(events) == 2:
+                break
+            time.sleep(0.05)
+        assert [e["event"] for e in events] == ["start", "stop"] and events[1]["id"] == "abc123"
+        assert events[0]["time"] < events[1]["time"] and abs(events[1]["time"] - stopped) < 1
+    finally:
+        container.kill()
 
 
 def test_hook_rejects_unknown_gpu(tmp_path):

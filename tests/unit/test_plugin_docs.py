@@ -30,7 +30,7 @@ LISTS = {"filter": ("FilterModule", "filters"), "test": ("TestModule", "tests")}
 # Phrases of the rendered text that show more than the header made it through.
 PHRASES = {
     ("module", "gpu_facts"): "A node whose driver sees no GPU returns an empty list",
-    ("module", "docker_containers"): "Containers made by an earlier release, without the label",
+    ("module", "docker_containers"): "every container that carries a selector's labels and that",
     ("module", "scratch_volumes"): "An existing volume bound to another directory fails the task",
     ("module", "node_facts"): "a JSON file that is not JSON",
     ("module", "node_files"): "A file is written to a temporary file in its directory",

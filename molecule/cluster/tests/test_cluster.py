@@ -11,26 +11,29 @@ from conftest import SETS, inspect
 testinfra_hosts = ["ansible://gpu_nodes"]
 
 
-def hook_devices(host) -> dict[str, list[str]]:
+def hook_indices(host) -> dict[str, list[str]]:
     records = [json.loads(line) for line in
                host.file("/var/log/nvidia-container-toolkit/hook.jsonl").content_string.splitlines()]
-    return {r["id"]: r["devices"] for r in records}
+    return {r["id"]: r["indices"] for r in records if r["event"] == "start"}
 
 
-def test_each_server_owns_a_disjoint_gpu_set(host):
+def test_each_server_owns_a_disjoint_gpu_set_asked_for_by_uuid(host):
+    uuids = dict(line.split(", ") for line in
+                 host.check_output("nvidia-smi --query-gpu=index,uuid --format=csv,noheader").splitlines())
     seen = {}
-    recorded = hook_devices(host)
+    recorded = hook_indices(host)
     for gpu_set in SETS:
         config = inspect(host, f"terachem-{gpu_set}")
         requests = config["HostConfig"]["DeviceRequests"]
         assert len(requests) == 1 and requests[0]["Driver"] == "nvidia"
-        devices = requests[0]["DeviceIDs"]
-        assert devices == gpu_set.removeprefix("gpu").split("-")
-        assert recorded[config["Id"]] == devices, "the hook saw other GPUs than the container asked for"
+        indices = gpu_set.removeprefix("gpu").split("-")
+        assert requests[0]["DeviceIDs"] == [uuids[index] for index in indices]
+        assert recorded[config["Id"]] == indices, "the hook saw other GPUs than the container asked for"
         assert config["Config"]["Labels"]["org.terafleet.gpu_set"] == gpu_set
-        for device in devices:
-            assert device not in seen, f"GPU {device} in {seen.get(device)} and terachem-{gpu_set}"
-            seen[device] = gpu_set
+        assert config["Config"]["Labels"]["org.terafleet.gpus"] == ",".join(indices)
+        for index in indices:
+            assert index not in seen, f"GPU {index} in {seen.get(index)} and terachem-{gpu_set}"
+            seen[index] = gpu_set
     assert sorted(seen) == ["0", "1", "2", "3"]
 
 

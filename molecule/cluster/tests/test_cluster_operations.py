@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+import scenario
 from conftest import GPU_NODES, SETS, inspect, node, playbook, server_pid, wait_for, water
 from scenario import control, expected_energy, tasks_outside_preflight
 
@@ -210,6 +211,18 @@ def test_check_mode_on_the_converged_cluster_changes_nothing_and_shows_a_change_
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "--max-percent 91" in result.stdout and "--max-percent 85" in result.stdout, result.stdout[-3000:]
     assert "--max-percent 85" in node(GPU_NODES[0]).file(cron).content_string
+    assert containers_state() == before
+    # A worker setting shows as the one line of each worker's configuration it changes; the broker URLs,
+    # which hold the passwords, show only as a hash.
+    result = playbook("site.yml", "--check", "--diff", "-vvv", "--limit", GPU_NODES[0],
+                      "-e", "celery_worker_concurrency=2")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    for gpu_set in SETS:
+        assert f"worker-{gpu_set}: recreated (configuration changed)" in result.stdout, result.stdout[-3000:]
+    assert '-env.TERAFLEET_CONCURRENCY: "1"' in result.stdout and '+env.TERAFLEET_CONCURRENCY: "2"' in result.stdout
+    assert 'env.TERAFLEET_BROKER_URL: "(secret ' in result.stdout
+    for secret in scenario.secrets("cluster").values():
+        assert secret not in result.stdout + result.stderr
     assert containers_state() == before
 
 

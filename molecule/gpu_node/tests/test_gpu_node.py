@@ -1,6 +1,7 @@
 """A converged GPU node: Docker with the NVIDIA runtime merged in, GPUs by device request, scratch on $LSTOR."""
 
 import json
+import time
 
 import pytest
 
@@ -10,20 +11,27 @@ IMAGE = "registry:5000/terafleet/base:bookworm"
 HOOK_RECORD = "/var/log/nvidia-container-toolkit/hook.jsonl"
 
 
-def hook_entry(host, container_id):
+def hook_entries(host, container_id, event):
     entries = [json.loads(line) for line in host.file(HOOK_RECORD).content_string.splitlines()]
-    matching = [e for e in entries if e["id"] == container_id]
-    assert len(matching) == 1, f"hook ran {len(matching)} times for {container_id}"
-    return matching[0]
+    return [e for e in entries if e["id"] == container_id and e["event"] == event]
 
 
 def run_and_record(host, docker_args):
+    """Run a container to its end; its output and the hook's start record, once the hook also recorded
+    its stop."""
     container_id = host.check_output(f"docker create {docker_args}")
     try:
         output = host.check_output(f"docker start --attach {container_id}")
     finally:
         host.run(f"docker rm -f {container_id}")
-    return output, hook_entry(host, container_id)
+    starts = hook_entries(host, container_id, "start")
+    assert len(starts) == 1, f"hook ran {len(starts)} times for {container_id}"
+    deadline = time.monotonic() + 10
+    while not hook_entries(host, container_id, "stop") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stops = hook_entries(host, container_id, "stop")
+    assert len(stops) == 1 and stops[0]["time"] > starts[0]["time"], f"no stop recorded for {container_id}"
+    return output, starts[0]
 
 
 def test_daemon_json_keeps_planted_keys_and_gains_runtime(host):

@@ -24,6 +24,15 @@ WATCHDOG = "pgrep --full --list-full '[/]usr/local/sbin/terafleet-watchdog'"
 def test_teardown_finishes_calculations_and_keeps_data_then_purge_removes_it(compute):
     host, head = node(NODE), node("tf-ro-head")
     head_before = head.check_output(LABELLED).split()
+    # A check run names what it would stop, the workers first, and stops nothing.
+    containers = sorted(host.check_output(LABELLED).split())
+    check = playbook("teardown.yml", "--limit", NODE, "--check")
+    assert check.returncode == 0, check.stdout[-4000:]
+    names = host.check_output("docker ps --all --filter label=org.terafleet.role --format '{{.Names}}'").split()
+    order = sorted(names, key=lambda name: (not name.startswith("worker-"), name))
+    assert f"{NODE}: would stop and remove {', '.join(order)}" in check.stdout, check.stdout[-4000:]
+    assert sorted(host.check_output(LABELLED).split()) == containers
+
     control(NODE, SETS[0], job_seconds=8)
     held = compute.apply_async(args=[water(1.4)], queue=f"terachem.{NODE}.{SETS[0]}")
     wait_for(lambda: held.state == "STARTED", 60, "the calculation on the node", interval=0.2)

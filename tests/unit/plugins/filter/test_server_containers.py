@@ -3,8 +3,10 @@
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-from plan_inputs import TERACHEM, preflight_node, settings
+from plan_inputs import GPUS, TERACHEM, preflight_node, settings
 
+from ansible_collections.terafleet.cluster.plugins.filter.gpu_sets import gpu_sets
+from ansible_collections.terafleet.cluster.plugins.filter.instance_plan import instance_plan
 from ansible_collections.terafleet.cluster.plugins.filter.server_containers import FilterModule, server_containers
 
 # The health check as the terachem role wrote it in YAML before the plan moved into Python: the same
@@ -19,6 +21,10 @@ HEALTHCHECK_YAML = r"""
 """
 
 
+def uuid(index: int) -> str:
+    return GPUS[index]["uuid"]
+
+
 def test_one_server_per_gpu_set_with_its_gpus_scratch_and_port():
     servers = server_containers(preflight_node(size=2), TERACHEM, "gpu01.cluster")
     assert [s["name"] for s in servers] == ["terachem-gpu0-1", "terachem-gpu2-3"]
@@ -26,7 +32,7 @@ def test_one_server_per_gpu_set_with_its_gpus_scratch_and_port():
     assert first == {
         "name": "terachem-gpu0-1", "hostname": "terachem-gpu0-1", "image": "mtzgroup/terachem:latest",
         "init": True, "command": ["terachem", "-s", "11111"], "working_dir": "/scratch", "env": {},
-        "device_requests": [{"driver": "nvidia", "device_ids": ["0", "1"], "capabilities": [["gpu"]]}],
+        "device_requests": [{"driver": "nvidia", "device_ids": [uuid(0), uuid(1)], "capabilities": [["gpu"]]}],
         "mounts": [{"type": "volume", "source": "terafleet-scratch-gpu0-1", "target": "/scratch", "no_copy": True},
                    {"type": "bind", "source": "/etc/terafleet/terachem/license.key",
                     "target": "/opt/terachem/license.key", "read_only": True}],
@@ -35,23 +41,24 @@ def test_one_server_per_gpu_set_with_its_gpus_scratch_and_port():
         "healthcheck": {"test": yaml.safe_load(HEALTHCHECK_YAML), "interval": "10s", "timeout": "5s",
                         "retries": 3, "start_period": "60s"},
         "labels": {"org.terafleet.role": "terachem", "org.terafleet.node": "gpu01.cluster",
-                   "org.terafleet.gpu_set": "gpu0-1", "org.terafleet.gpus": "0,1"},
+                   "org.terafleet.gpu_set": "gpu0-1", "org.terafleet.gpus": "0,1",
+                   "org.terafleet.gpu_uuids": f"{uuid(0)},{uuid(1)}"},
     }
     assert servers[1]["published_ports"] == ["0.0.0.0:11112:11111"]
-    assert servers[1]["device_requests"][0]["device_ids"] == ["2", "3"]
+    assert servers[1]["device_requests"][0]["device_ids"] == [uuid(2), uuid(3)]
 
 
 def test_no_gpu_is_in_two_servers():
     servers = server_containers(preflight_node(size=1), TERACHEM, "gpu01")
     ids = [d for s in servers for d in s["device_requests"][0]["device_ids"]]
-    assert sorted(ids) == ["0", "1", "2", "3"]
+    assert sorted(ids) == sorted(uuid(i) for i in range(4))
 
 
 def test_nvidia_runtime_mode_sets_visible_devices_instead_of_a_device_request():
     servers = server_containers(preflight_node(size=2), settings(TERACHEM, gpu_mode="nvidia_runtime",
                                                                  env={"OMP_NUM_THREADS": 4}), "gpu01")
     assert servers[1]["runtime"] == "nvidia" and "device_requests" not in servers[1]
-    assert servers[1]["env"] == {"OMP_NUM_THREADS": "4", "NVIDIA_VISIBLE_DEVICES": "2,3"}
+    assert servers[1]["env"] == {"OMP_NUM_THREADS": "4", "NVIDIA_VISIBLE_DEVICES": f"{uuid(2)},{uuid(3)}"}
 
 
 def test_unpublished_ports_and_string_settings_as_the_inventory_gives_them():
@@ -99,3 +106,15 @@ def test_without_preflight_there_is_nothing_to_plan_from():
 
 def test_registered_as_a_filter():
     assert FilterModule().filters()["server_containers"] is server_containers
+
+
+def test_a_renumbered_gpu_keeps_its_server():
+    # GPU 1 fell off the bus: the driver numbers the rest 0, 1, 2; each server still asks for its own GPUs.
+    node = preflight_node(size=1)
+    before = {s["labels"]["org.terafleet.gpu_uuids"] for s in server_containers(node, TERACHEM, "gpu01")}
+    survivors = [dict(gpu, index=number) for number, gpu in enumerate(g for g in GPUS if g["index"] != 1)]
+    node["instances"] = instance_plan(gpu_sets(survivors, size=1), "/lstor/terafleet", "gpu01")
+    after = {s["labels"]["org.terafleet.gpu_uuids"]: s for s in server_containers(node, TERACHEM, "gpu01")}
+    assert set(after) == before - {uuid(1)}
+    assert after[uuid(2)]["device_requests"][0]["device_ids"] == [uuid(2)]
+    assert after[uuid(2)]["labels"]["org.terafleet.gpus"] == "1"

@@ -19,9 +19,11 @@ def test_one_worker_per_server_on_its_queue_with_the_built_urls():
     workers = plan()
     assert [w["name"] for w in workers] == ["worker-gpu0-1", "worker-gpu2-3"]
     first = workers[0]
-    assert first["env"] == {
+    assert first["secret_env"] == {
         "TERAFLEET_BROKER_URL": "amqp://terafleet:s3cret%2F%2Bpw@10.1.0.10:5672/terafleet",
         "TERAFLEET_RESULT_BACKEND": "redis://:r3dis@10.1.0.10:6379/0",
+    }
+    assert first["env"] == {
         "TERAFLEET_RESULT_EXPIRES": "604800", "TERAFLEET_MAX_RETRIES": "6", "TERAFLEET_RETRY_BACKOFF": "2",
         "TERAFLEET_NODE": "gpu01", "TERAFLEET_QUEUES": "terachem,terachem.gpu01.gpu0-1",
         "TERAFLEET_CONCURRENCY": "1", "TERAFLEET_GPU_SET": "gpu0-1", "TERAFLEET_SCRATCH_DIR": "/scratch",
@@ -37,8 +39,8 @@ def test_one_worker_per_server_on_its_queue_with_the_built_urls():
 def test_explicit_urls_need_no_broker_settings():
     workers = plan(broker_url="amqps://u:p@mq.example:5671/v", result_backend="rediss://:q@r.example:6380/1",
                    broker="not read")
-    assert workers[0]["env"]["TERAFLEET_BROKER_URL"] == "amqps://u:p@mq.example:5671/v"
-    assert workers[0]["env"]["TERAFLEET_RESULT_BACKEND"] == "rediss://:q@r.example:6380/1"
+    assert workers[0]["secret_env"]["TERAFLEET_BROKER_URL"] == "amqps://u:p@mq.example:5671/v"
+    assert workers[0]["secret_env"]["TERAFLEET_RESULT_BACKEND"] == "rediss://:q@r.example:6380/1"
 
 
 def test_extra_environment_and_a_fractional_backoff():

@@ -2,22 +2,27 @@
 double that keeps containers the way the Docker API reports them."""
 
 import copy
+import json
 
 import pytest
 
 from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.terafleet.cluster.plugins.modules import docker_containers
 from ansible_collections.terafleet.cluster.plugins.modules.docker_containers import (
+    CONFIG_LABEL,
     HASH_LABEL,
     SpecError,
     action,
     apply,
     check_prerequisites,
+    config_hash,
     create_body,
+    diff,
     duration_ns,
     ensure_volumes,
     plan,
     port_bindings,
+    retirements,
 )
 
 SERVER = {
@@ -57,7 +62,9 @@ class Engine:
 
     def create_container(self, name, body):
         self.calls.append(("create", name))
-        self.containers[name] = {"Image": self.images[body["Image"]], "Config": {"Labels": body["Labels"]},
+        self.containers[name] = {"Image": self.images[body["Image"]],
+                                 "Config": {"Labels": body["Labels"], "Image": body["Image"],
+                                            **({"StopTimeout": body["StopTimeout"]} if "StopTimeout" in body else {})},
                                  "HostConfig": copy.deepcopy(body["HostConfig"]),
                                  "State": {"Running": False, "Paused": False}}
         return name
@@ -81,12 +88,34 @@ class Engine:
         self.calls.append(("update", name, body))
         self.containers[name]["HostConfig"].update(body)
 
+    def containers_with(self, labels):
+        """The engine's label filter: every label given, with its value where one is given."""
+        return [{"Names": [f"/{name}"], "Labels": c["Config"]["Labels"]} for name, c in self.containers.items()
+                if all(key in c["Config"]["Labels"] and value in (None, c["Config"]["Labels"][key])
+                       for key, value in labels.items())]
 
-def converge(engine: Engine, specs: list[dict], **options) -> list[str]:
+
+def converge(engine: Engine, specs: list[dict], retire: list[dict] | None = None, **options) -> list[str]:
     steps = plan(engine, specs)
-    if any(action(step) != "unchanged" for step in steps):
-        apply(engine, steps, options.get("healthy_wait_timeout", 0), options.get("start_delay", 0))
-    return [action(step) for step in steps]
+    retired = retirements(Listing(engine), retire or [], {s["name"] for s in specs})
+    everything = steps + [step for group in retired for step in group]
+    if any(action(step) not in ("unchanged", "absent") for step in everything):
+        apply(engine, steps, retired, options.get("healthy_wait_timeout", 0), options.get("start_delay", 0))
+    return [action(step) for step in everything]
+
+
+class Listing:
+    """DockerAPI's `containers(labels)` and `container(name)` on an Engine double (whose own `containers`
+    attribute holds its state)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def containers(self, labels):
+        return self.engine.containers_with(labels)
+
+    def container(self, name):
+        return self.engine.container(name)
 
 
 def test_create_body_is_what_docker_run_would_ask_for():
@@ -261,7 +290,7 @@ def test_one_refused_container_does_not_keep_the_others_down():
     engine = FussyEngine(refuse="terachem-gpu0")
     steps = plan(engine, [SERVER, spec(name="terachem-gpu2")])
     with pytest.raises(DockerAPIError, match="terachem-gpu0: .*port is already allocated"):
-        apply(engine, steps, 0, 0)
+        apply(engine, steps, [], 0, 0)
     assert engine.containers["terachem-gpu2"]["State"]["Running"] is True
 
 
@@ -312,3 +341,118 @@ def test_missing_volumes_are_created_local_with_string_labels_and_not_in_check_m
     assert ensure_volumes(engine, wanted, check_mode=False) == ["terafleet-rabbitmq-data"]
     assert engine.created == [{"Name": "terafleet-rabbitmq-data", "Driver": "local",
                                "Labels": {"org.terafleet.role": "broker", "org.terafleet.n": "1"}}]
+
+
+def test_the_hash_of_an_existing_container_is_what_earlier_releases_computed():
+    # A changed hash recreates every running server and worker on the next converge.
+    assert config_hash(SERVER) == "4550059cbe330381502331d9fff335f500ff293351480362d40a6e38615a66c9"
+    moved = spec(env={}, secret_env={"OMP_NUM_THREADS": 4})
+    assert config_hash(moved) == config_hash(SERVER)
+
+
+def test_secret_env_reaches_the_container_but_its_label_records_only_a_short_hash():
+    body = create_body(spec(secret_env={"TERAFLEET_BROKER_URL": "amqp://terafleet:s3cret@head:5672/terafleet"}))
+    assert "TERAFLEET_BROKER_URL=amqp://terafleet:s3cret@head:5672/terafleet" in body["Env"]
+    recorded = json.loads(body["Labels"][CONFIG_LABEL])
+    assert recorded["env"]["TERAFLEET_BROKER_URL"].startswith("(secret ")
+    assert "s3cret" not in body["Labels"][CONFIG_LABEL]
+    assert recorded["image"] == "mtzgroup/terachem:1.9" and recorded["env"]["OMP_NUM_THREADS"] == "4"
+    other = create_body(spec(secret_env={"TERAFLEET_BROKER_URL": "amqp://terafleet:other@head:5672/terafleet"}))
+    assert json.loads(other["Labels"][CONFIG_LABEL])["env"] != recorded["env"]
+
+
+def test_a_key_in_both_env_and_secret_env_is_refused():
+    with pytest.raises(SpecError, match=r"\['OMP_NUM_THREADS'\] in both env and secret_env"):
+        create_body(spec(secret_env={"OMP_NUM_THREADS": 2}))
+
+
+def test_state_absent_stops_with_the_containers_own_timeout_and_removes_it():
+    engine = Engine()
+    converge(engine, [SERVER, spec(name="terachem-gpu2", stop_timeout=45)])
+    engine.calls.clear()
+    assert converge(engine, [SERVER, {"name": "terachem-gpu2", "state": "absent"}]) == ["unchanged", "removed"]
+    assert engine.calls == [("stop", "terachem-gpu2", 45), ("remove", "terachem-gpu2")]
+    engine.calls.clear()
+    assert converge(engine, [SERVER, {"name": "terachem-gpu2", "state": "absent"}]) == ["unchanged", "absent"]
+    assert engine.calls == []
+
+
+def test_a_present_container_needs_an_image():
+    with pytest.raises(SpecError, match="terachem-gpu0: image is required"):
+        plan(Engine(), [spec(image=None)])
+
+
+WORKER = {"name": "worker-gpu0", "image": "mtzgroup/terachem:1.9", "stop_timeout": 86400,
+          "labels": {"org.terafleet.role": "worker"}}
+RETIRE = [{"labels": {"org.terafleet.role": "worker"}}, {"labels": {"org.terafleet.role": "terachem"}}]
+
+
+def test_retirement_drains_workers_then_removes_servers_before_the_new_set_starts():
+    engine = Engine()
+    old = [spec(name=f"terachem-gpu{i}", labels={"org.terafleet.role": "terachem", "org.terafleet.gpus": str(i)})
+           for i in (0, 1)] + [dict(WORKER, name=f"worker-gpu{i}") for i in (0, 1)]
+    converge(engine, old)
+    engine.calls.clear()
+    new = [spec(name="terachem-gpu0-1"), dict(WORKER, name="worker-gpu0-1")]
+    assert converge(engine, new, retire=RETIRE) == ["created", "created", "retired", "retired", "retired",
+                                                     "retired"]
+    order = [call[:2] for call in engine.calls]
+    # Each worker with its own (long) stop timeout, the warm shutdown that finishes its calculation.
+    assert ("stop", "worker-gpu0", 86400) in engine.calls and ("stop", "terachem-gpu1", 30) in engine.calls
+    last_worker_gone = max(order.index(("remove", f"worker-gpu{i}")) for i in (0, 1))
+    first_server_stop = min(order.index(("stop", f"terachem-gpu{i}")) for i in (0, 1))
+    last_server_gone = max(order.index(("remove", f"terachem-gpu{i}")) for i in (0, 1))
+    assert last_worker_gone < first_server_stop
+    assert last_server_gone < order.index(("create", "terachem-gpu0-1"))
+    assert set(engine.containers) == {"terachem-gpu0-1", "worker-gpu0-1"}
+    engine.calls.clear()
+    assert converge(engine, new, retire=RETIRE) == ["unchanged", "unchanged"] and engine.calls == []
+
+
+def test_retirement_leaves_unlabelled_and_named_containers_and_refuses_an_empty_selector():
+    engine = Engine()
+    converge(engine, [SERVER, spec(name="someone-elses", labels={})])
+    assert retirements(Listing(engine), RETIRE, {"terachem-gpu0"}) == [[], []]
+    with pytest.raises(SpecError, match="retire every container"):
+        retirements(Listing(engine), [{"labels": {}}], set())
+
+
+def test_a_failed_retirement_starts_nothing():
+    class StuckEngine(Engine):
+        def stop(self, name, timeout):
+            raise DockerAPIError(f"{name} did not stop")
+
+    engine = StuckEngine()
+    Engine.create_container(engine, "terachem-gpu0", create_body(SERVER))
+    steps = plan(engine, [spec(name="terachem-gpu0-1")])
+    retired = retirements(Listing(engine), RETIRE, {"terachem-gpu0-1"})
+    with pytest.raises(DockerAPIError, match="terachem-gpu0 did not stop"):
+        apply(engine, steps, retired, 0, 0)
+    assert "terachem-gpu0-1" not in engine.containers
+
+
+def test_diff_shows_what_changes_setting_by_setting_and_masks_secrets():
+    engine = Engine()
+    converge(engine, [spec(secret_env={"URL": "amqp://u:s3cret@h/v"})])
+    changed = spec(env={"OMP_NUM_THREADS": 8}, secret_env={"URL": "amqp://u:other@h/v"})
+    entry = diff(plan(engine, [changed])[0])
+    before, after = entry["before"].splitlines(), entry["after"].splitlines()
+    assert 'env.OMP_NUM_THREADS: "4"' in before and 'env.OMP_NUM_THREADS: "8"' in after
+    assert [line for line in before if line.startswith("env.URL")] != [
+        line for line in after if line.startswith("env.URL")]
+    assert "s3cret" not in entry["before"] + entry["after"] and "other" not in entry["after"]
+    assert 'labels.org.terafleet.gpus: "0,1"' in after and 'restart_policy: "unless-stopped"' in after
+    assert entry["after_header"] == "terachem-gpu0: recreated (configuration changed)"
+    assert diff(plan(engine, [spec(secret_env={"URL": "amqp://u:s3cret@h/v"})])[0]) is None
+
+
+def test_diff_of_a_new_a_retired_and_an_unrecorded_container():
+    engine = Engine()
+    assert diff(plan(engine, [SERVER])[0])["before"] == ""
+    converge(engine, [SERVER])
+    retired = retirements(Listing(engine), RETIRE, set())[1][0]
+    entry = diff(retired)
+    assert entry["after"] == "" and 'image: "mtzgroup/terachem:1.9"' in entry["before"].splitlines()
+    assert entry["after_header"].startswith("terachem-gpu0: retired (carries org.terafleet.role=terachem")
+    del engine.containers["terachem-gpu0"]["Config"]["Labels"][CONFIG_LABEL]
+    assert "configuration not recorded" in diff(retirements(Listing(engine), RETIRE, set())[1][0])["before"]
