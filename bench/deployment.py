@@ -196,10 +196,16 @@ def bench_gpu_sets() -> None:
             times[count] = playbook(hosts, "site.yml", "-e", f"@{secrets_file}", "-e", sets,
                                     label=f"gpu-sets-{count}")[0]
             log(f"site.yml with {count} GPU sets: {times[count]:.1f} s")
+        # The 16 sets of one GPU recut into 8 of two: 16 servers and workers retired, 8 of each started.
+        resize = json.dumps({"preflight_gpu_sets": [[str(i), str(i + 1)] for i in range(0, 16, 2)]})
+        resized = playbook(hosts, "site.yml", "-e", f"@{secrets_file}", "-e", resize, label="gpu-sets-resize")[0]
+        log(f"site.yml from 16 sets of 1 GPU to 8 of 2: {resized:.1f} s")
     per_set = (times[16] - times[4]) / 12
     row("site.yml on a node with 4 / 8 / 16 GPU sets (after teardown)",
         f"{times[4]:.1f} / {times[8]:.1f} / {times[16]:.1f} s")
     row("cost per added GPU set", f"{per_set:.2f} s", "target <= 1 s")
+    row("set-size change on the 16-GPU node: 16 sets of 1 -> 8 of 2, against its fresh converge with 16 sets",
+        f"{resized:.1f} s / {times[16]:.1f} s")
 
 
 def bench_gpu_floor() -> None:

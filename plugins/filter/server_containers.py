@@ -83,6 +83,7 @@ _value:
       aliases: [terachem-gpu0]
       published_ports: ["0.0.0.0:11111:11111"]
       stop_timeout: 30
+      stop_first: [worker-gpu0]
       healthcheck: {test: [CMD, bash, -c, "..."], interval: 10s, timeout: 5s, retries: 3, start_period: 60s}
       labels: {org.terafleet.role: terachem, org.terafleet.node: gpu01, org.terafleet.gpu_set: gpu0,
                org.terafleet.gpus: "0", org.terafleet.gpu_uuids: "GPU-5a6e0d2c-..."}
@@ -148,6 +149,8 @@ def server_containers(node: dict, settings: dict, host: str) -> list[dict]:
             "aliases": [item["instance"]],
             "published_ports": [f"{publish_address}:{item['port']}:{SERVER_PORT}"] if publish_ports else [],
             "stop_timeout": stop_timeout,
+            # A server is stopped (recreated, restarted) only after its worker has finished its calculation.
+            "stop_first": [item["worker"]],
             "healthcheck": dict(healthcheck),
             "labels": {ROLE_LABEL: "terachem", NODE_LABEL: host, "org.terafleet.gpu_set": item["name"],
                        "org.terafleet.gpus": ",".join(indices), "org.terafleet.gpu_uuids": ",".join(uuids)},

@@ -192,6 +192,15 @@ options:
           configuration file changed).
         type: bool
         default: false
+      stop_first:
+        description:
+          - Containers to stop, each with its own stop timeout, before this one is stopped to be recreated
+            or restarted, and to leave stopped (whoever runs them starts them again). A TeraChem server's
+            Celery worker, so that it finishes its calculation (warm shutdown) before the server goes.
+          - Not part of the configuration; a container not there or not running is left as it is.
+        type: list
+        elements: str
+        default: []
   networks:
     description: Networks (C(bridge) driver) created before the containers where they are missing; an
       existing network is left as it is.
@@ -343,7 +352,7 @@ DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 UNIT_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 PORT = re.compile(r"^(?:(?P<address>.*):)?(?P<node>\d+):(?P<container>\d+)(?:/(?P<protocol>tcp|udp|sctp))?$")
 # The keys of a container's spec that are not part of its configuration hash.
-NOT_HASHED = ("restart", "restart_policy", "state")
+NOT_HASHED = ("restart", "restart_policy", "state", "stop_first")
 # Containers created and started at once when no staggered start is asked for.
 PARALLEL_STARTS = 4
 
@@ -592,7 +601,29 @@ def retirements(api: DockerAPI, selectors: list[dict], named: set[str]) -> list[
     return groups
 
 
+def stops_first(api: DockerAPI, steps: list[dict]) -> list[dict]:
+    """Steps that stop (and leave stopped) the running containers named in `stop_first` of a container that
+    is to be stopped - recreated or restarted -, other than the containers this call brings up itself."""
+    named = {step["name"] for step in steps}
+    owners: dict[str, list[str]] = {}
+    for step in steps:
+        if step["spec"] and ((step["recreate"] and step["exists"]) or step["restart"]):
+            for name in step["spec"].get("stop_first") or []:
+                if name not in named:
+                    owners.setdefault(name, []).append(step["name"])
+    result = []
+    for name in sorted(owners):
+        current = api.container(name)
+        if current is not None and (current.get("State") or {}).get("Running"):
+            result.append({"name": name, "spec": None, "current": current, "remove": "", "stop": True,
+                           "recreate": False, "start": False, "restart": False, "update_policy": False,
+                           "exists": True, "reason": f"before {', '.join(owners[name])} stops"})
+    return result
+
+
 def action(step: dict) -> str:
+    if step.get("stop"):
+        return "stopped"
     if step["remove"]:
         return step["remove"]
     if step["spec"] is None:
@@ -664,7 +695,7 @@ def stop_timeout(step: dict) -> int:
 
 
 def apply(api: DockerAPI, steps: list[dict], retired: list[list[dict]], healthy_wait_timeout: int,
-          start_delay: int) -> None:
+          start_delay: int, first: list[dict] | None = None) -> None:
     """Carry the plan out: stop and remove side by side, then create and start, a few at once or, for a
     staggered start, in order. A container the engine refuses does not keep the others from starting;
     every refusal is reported at the end."""
@@ -679,13 +710,18 @@ def apply(api: DockerAPI, steps: list[dict], retired: list[list[dict]], healthy_
         api.stop(step["name"], stop_timeout(step))
         api.remove_container(step["name"])
 
+    def stop(step: dict) -> None:
+        api.stop(step["name"], stop_timeout(step))
+
     # Side by side, each with its own stop timeout (a worker's warm shutdown may take hours): first what
-    # is removed or retired, a group at a time, so that nothing new starts on what they held; then what
-    # is recreated. A removal that fails stops the run before anything starts.
-    for group in ([s for s in steps if s["remove"]], *retired, replaced):
+    # is removed or retired, a group at a time, so that nothing new starts on what they held; then the
+    # containers that stop first (a worker before its server); then what is recreated. A removal or a
+    # stop that fails stops the run before anything starts.
+    for group, work in ([([s for s in steps if s["remove"]], remove)] + [(group, remove) for group in retired]
+                        + [(first or [], stop), (replaced, remove)]):
         if group:
             with ThreadPoolExecutor(max_workers=len(group)) as pool:
-                list(pool.map(remove, group))
+                list(pool.map(work, group))
 
     def bring_up(step: dict) -> None:
         """Create (or update the policy of) one container, then start or restart it as planned."""
@@ -754,6 +790,7 @@ def main() -> None:
         "stop_timeout": {"type": "int"},
         "healthcheck": {"type": "dict", "options": healthcheck},
         "restart": {"type": "bool", "default": False},
+        "stop_first": {"type": "list", "elements": "str", "default": []},
     }
     module = AnsibleModule(
         argument_spec={
@@ -783,7 +820,8 @@ def main() -> None:
         missing_volumes = [v for v in module.params["volumes"] if api.volume(v["name"]) is None]
         steps = plan(api, specs)
         retired = retirements(api, module.params["retire"], set(names) | set(module.params["keep"]))
-        everything = steps + [step for group in retired for step in group]
+        first = stops_first(api, steps)
+        everything = steps + [step for group in retired for step in group] + first
         changed = bool(missing_networks or missing_volumes) or any(
             action(step) not in ("unchanged", "absent") for step in everything)
         if changed and module.params["changed_marker"] and not module.check_mode:
@@ -792,7 +830,7 @@ def main() -> None:
         volumes = ensure_volumes(api, missing_volumes, module.check_mode)
         if changed and not module.check_mode:
             check_prerequisites(api, [step["spec"] for step in steps if step["recreate"]])
-            apply(api, steps, retired, module.params["healthy_wait_timeout"], module.params["start_delay"])
+            apply(api, steps, retired, module.params["healthy_wait_timeout"], module.params["start_delay"], first)
     except (SpecError, DockerAPIError, OSError) as error:
         module.fail_json(msg=str(error), networks=networks, volumes=volumes)
     report = [dict({"name": s["name"], "action": action(s)}, **({"reason": s["reason"]} if s["reason"] else {}))

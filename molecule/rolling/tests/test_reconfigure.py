@@ -77,24 +77,28 @@ def held_intervals() -> list[tuple[float, float, set[str], str]]:
 def test_each_change_is_one_converge_that_retires_what_the_plan_no_longer_names(tmp_path, compute):
     producer = Producer(compute, period=1.0, first_scale=1.5)
     thread = in_background(producer.run)
+    server_starts = sum(name.startswith("terachem-") for name in terafleet_containers())
     try:
         for what, settings, sets, cpu_workers in STEPS:
             before = terafleet_containers()
             wanted = planned(sets, cpu_workers)
-            stdout, changed = converge(tmp_path, settings, "--check", "--diff")
+            check, changed = converge(tmp_path, settings, "--check", "--diff")
             assert terafleet_containers() == before, f"{what}: the check run changed a container"
             for name in sorted(set(before) - wanted):
-                assert f"{name}: retired" in stdout, f"{what}: the check run did not name {name} as retired"
+                assert f"{name}: retired" in check, f"{what}: the check run did not name {name} as retired"
             for name in sorted(wanted - set(before)):
-                assert f"{name}: created" in stdout, f"{what}: the check run did not name {name} as created"
+                assert f"{name}: created" in check, f"{what}: the check run did not name {name} as created"
 
             _, changed = converge(tmp_path, settings)
             after = terafleet_containers()
             assert set(after) == wanted, f"{what}: {sorted(after)} on the node, {sorted(wanted)} planned"
             assert all(state == "running" for _, state in after.values()), f"{what}: {after}"
+            # What the check run did not name as recreated (a server whose port moved is) was left running.
             for name in set(before) & wanted:
-                if name.startswith("terachem-"):
-                    assert after[name][0] == before[name][0], f"{what}: {name} kept its GPUs but was recreated"
+                if f"{name}: recreated" not in check:
+                    assert after[name][0] == before[name][0], f"{what}: {name} was recreated unannounced"
+            server_starts += sum(name.startswith("terachem-") and after[name][0] != before.get(name, ("",))[0]
+                                 for name in after)
             _, changed = converge(tmp_path, settings)
             assert changed == 0, f"{what}: the re-run changed {changed}"
     finally:
@@ -108,7 +112,8 @@ def test_each_change_is_one_converge_that_retires_what_the_plan_no_longer_names(
             if gpus & other_gpus:
                 assert stop <= other_start or other_stop <= start, (
                     f"GPU {sorted(gpus & other_gpus)} held by {cid[:12]} and {other[:12]} at once")
-    assert len(intervals) >= 10, intervals
+    # The record saw every server this test started (and those the node ran before).
+    assert len(intervals) >= server_starts, (server_starts, intervals)
 
     assert len(producer.submitted) >= 30, f"only {len(producer.submitted)} calculations were sent"
     for doc, outcome in producer.submitted:

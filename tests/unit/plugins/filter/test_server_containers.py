@@ -37,7 +37,7 @@ def test_one_server_per_gpu_set_with_its_gpus_scratch_and_port():
                    {"type": "bind", "source": "/etc/terafleet/terachem/license.key",
                     "target": "/opt/terachem/license.key", "read_only": True}],
         "network": "terafleet", "aliases": ["terachem-gpu0-1"], "published_ports": ["0.0.0.0:11111:11111"],
-        "stop_timeout": 30,
+        "stop_timeout": 30, "stop_first": ["worker-gpu0-1"],
         "healthcheck": {"test": yaml.safe_load(HEALTHCHECK_YAML), "interval": "10s", "timeout": "5s",
                         "retries": 3, "start_period": "60s"},
         "labels": {"org.terafleet.role": "terachem", "org.terafleet.node": "gpu01.cluster",

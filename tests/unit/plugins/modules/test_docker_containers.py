@@ -23,6 +23,7 @@ from ansible_collections.terafleet.cluster.plugins.modules.docker_containers imp
     plan,
     port_bindings,
     retirements,
+    stops_first,
 )
 
 SERVER = {
@@ -98,9 +99,10 @@ class Engine:
 def converge(engine: Engine, specs: list[dict], retire: list[dict] | None = None, **options) -> list[str]:
     steps = plan(engine, specs)
     retired = retirements(Listing(engine), retire or [], {s["name"] for s in specs})
-    everything = steps + [step for group in retired for step in group]
+    first = stops_first(engine, steps)
+    everything = steps + [step for group in retired for step in group] + first
     if any(action(step) not in ("unchanged", "absent") for step in everything):
-        apply(engine, steps, retired, options.get("healthy_wait_timeout", 0), options.get("start_delay", 0))
+        apply(engine, steps, retired, options.get("healthy_wait_timeout", 0), options.get("start_delay", 0), first)
     return [action(step) for step in everything]
 
 
@@ -456,3 +458,25 @@ def test_diff_of_a_new_a_retired_and_an_unrecorded_container():
     assert entry["after_header"].startswith("terachem-gpu0: retired (carries org.terafleet.role=terachem")
     del engine.containers["terachem-gpu0"]["Config"]["Labels"][CONFIG_LABEL]
     assert "configuration not recorded" in diff(retirements(Listing(engine), RETIRE, set())[1][0])["before"]
+
+
+def test_a_server_is_stopped_only_after_its_worker_which_is_left_stopped():
+    engine = Engine()
+    server = spec(stop_first=["worker-gpu0"])
+    converge(engine, [server, spec(name="terachem-gpu2", stop_first=["worker-gpu2"])])
+    converge(engine, [dict(WORKER, name="worker-gpu0"), dict(WORKER, name="worker-gpu2")])
+    engine.calls.clear()
+    # Unchanged: the worker is not touched; stop_first is no part of the configuration.
+    assert converge(engine, [spec(stop_first=[]), spec(name="terachem-gpu2", stop_first=["worker-gpu2"])]) == [
+        "unchanged", "unchanged"]
+    changed = [spec(env={"OMP_NUM_THREADS": 8}, stop_first=["worker-gpu0"]),
+               spec(name="terachem-gpu2", stop_first=["worker-gpu2"])]
+    assert converge(engine, changed) == ["recreated", "unchanged", "stopped"]
+    assert engine.calls.index(("stop", "worker-gpu0", 86400)) < engine.calls.index(("stop", "terachem-gpu0", 30))
+    assert not any(call[1] == "worker-gpu2" for call in engine.calls)
+    assert engine.containers["worker-gpu0"]["State"]["Running"] is False
+    # The worker's own call starts it again.
+    assert converge(engine, [dict(WORKER, name="worker-gpu0")]) == ["started"]
+    engine.calls.clear()
+    assert converge(engine, [dict(changed[0], restart=True)]) == ["restarted", "stopped"]
+    assert engine.calls == [("stop", "worker-gpu0", 86400), ("restart", "terachem-gpu0", 30)]
