@@ -47,6 +47,15 @@ def test_exited_container_is_restarted(containers, tmp_path):
     assert container.status == "running"
 
 
+def test_container_stopped_on_purpose_is_left_stopped(containers, tmp_path):
+    # A worker's warm shutdown after a stop exits 0; a crash does not.
+    container = containers("stopped", ["sh", "-c", "sleep 1; exit 0"])
+    wait_for(lambda: container.reload() or container.status == "exited", 20, "the container to exit")
+    assert run_watchdog(tmp_path)[container.name] == "left stopped (exited 0: stopped on purpose)"
+    container.reload()
+    assert container.status == "exited"
+
+
 def test_unhealthy_container_is_restarted(containers, tmp_path):
     container = containers("hung", ["sleep", "infinity"], healthcheck={
         "test": ["CMD", "false"], "interval": 500_000_000, "timeout": 500_000_000, "retries": 1})
