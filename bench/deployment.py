@@ -41,9 +41,21 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def commit() -> str:
+    """The commit measured, with +changes when the working tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=REPO).stdout.strip()
+    return head.strip() + ("+changes" if dirty else "")
+
+
 def row(name: str, value: str, target: str = "") -> None:
-    ROWS.append((name, value, target, time.strftime("%Y-%m-%d %H:%M")))
+    ROWS.append((name, value, target, f"{time.strftime('%Y-%m-%d %H:%M')} at {commit()}"))
     log(f"{name}: {value} {target}")
+
+
+# Every converge part's figures, kept run after run in bench/results.json (the target is about repeats).
+RUNS: list[dict] = []
 
 
 def run(argv: list[str], log: Path | None = None, **kwargs) -> tuple[float, subprocess.CompletedProcess]:
@@ -174,6 +186,9 @@ def bench_converge() -> None:
     row("converge / floor", f"{converge / floor_s:.2f}", "target <= 1.5")
     row("no-op re-run", f"{noop:.1f} s = {100 * noop / converge:.0f} % of the converge, changed={noop_changed}",
         "target <= 15 %, changed=0")
+    RUNS.append({"measured": time.strftime("%Y-%m-%d %H:%M"), "commit": commit(), "converge_s": round(converge, 1),
+                 "floor_s": round(floor_s, 1), "ratio": round(converge / floor_s, 2),
+                 "noop_percent": round(100 * noop / converge), "noop_changed": noop_changed})
     row("controller CPU, fresh converge / no-op (host-tasks)",
         f"{CONTROLLER['converge']['cpu_s']:.1f} CPU-s ({CONTROLLER['converge']['host_tasks']}) / "
         f"{CONTROLLER['noop']['cpu_s']:.1f} CPU-s ({CONTROLLER['noop']['host_tasks']})")
@@ -263,11 +278,19 @@ def save() -> None:
     runs with --only stay in the table, each with the time it was measured."""
     store = json.loads(STORE.read_text()) if STORE.exists() else {}
     store.update({n: {"value": v, "target": t, "measured": m} for n, v, t, m in ROWS})
-    STORE.write_text(json.dumps(store, indent=1) + "\n")
+    stored = store.pop("converge runs", [])
+    runs = stored + [run for run in RUNS if run not in stored]
+    STORE.write_text(json.dumps({**store, "converge runs": runs}, indent=1) + "\n")
     lines = ["| figure | value | target | measured |", "| --- | --- | --- | --- |"] + [
         f"| {n} | {f['value']} | {f['target']} | {f['measured']} |" for n, f in store.items()]
+    history = ["| measured | commit | converge | floor | converge / floor | no-op | no-op changed |",
+               "| --- | --- | --- | --- | --- | --- | --- |"] + [
+        f"| {r['measured']} | {r['commit']} | {r['converge_s']} s | {r['floor_s']} s | {r['ratio']} | "
+        f"{r['noop_percent']} % | {r['noop_changed']} |" for r in runs]
     RESULTS.write_text("# Benchmark figures\n\nWritten by `bench/deployment.py` (`make bench`); what they mean and "
-                       "why: `bench/README.md`.\n\n" + "\n".join(lines) + "\n")
+                       "why: `bench/README.md`.\n\n" + "\n".join(lines) + "\n\n## Every converge run\n\n"
+                       "Targets: converge / floor <= 1.5, no-op <= 15 % with changed=0, on every run.\n\n"
+                       + "\n".join(history) + "\n")
 
 
 def main() -> int:
