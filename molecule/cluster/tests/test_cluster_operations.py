@@ -80,11 +80,11 @@ def newest_server_dir(host, gpu_node: str, gpu_set: str) -> str:
 def test_all_servers_of_a_node_restarted_in_the_same_second_start_cleanly():
     gpu_node = GPU_NODES[1]
     host = node(gpu_node)
-    names = " ".join(f"terachem-{s}" for s in SETS)
-    # One `docker start` per server, all at once, so that a loaded machine still lands them in one second.
-    start_all = " ".join(f"docker start terachem-{s} >/dev/null &" for s in SETS)
+    # One `docker restart` per server, all started at once, so that a loaded machine still lands them in
+    # one second.
+    restart_all = " ".join(f"docker restart -t 1 terachem-{s} >/dev/null &" for s in SETS)
     for _attempt in range(10):
-        host.check_output(f"docker stop -t 1 {names} >/dev/null && {start_all} wait")
+        host.check_output(f"{restart_all} wait")
         wait_for(lambda: all(inspect(host, f"terachem-{s}")["State"]["Health"]["Status"] == "healthy"
                              for s in SETS), 90, "both servers healthy")
         newest = {newest_server_dir(host, gpu_node, s) for s in SETS}
