@@ -26,6 +26,13 @@ def string_map(mapping: dict | None) -> dict:
 MIN_API_VERSION = (1, 41)
 
 
+def label_filter(labels: dict | None) -> dict:
+    """The query parameters of a listing filtered to what carries all of `labels` (each a value, or None for
+    any value); none for no labels."""
+    wanted = [key if value is None else f"{key}={value}" for key, value in (labels or {}).items()]
+    return {"filters": json.dumps({"label": wanted})} if wanted else {}
+
+
 class DockerAPIError(Exception):
     """The engine answered with an error status, or could not be reached."""
 
@@ -115,9 +122,7 @@ class DockerAPI:
 
     def containers(self, labels: dict | None = None) -> list[dict]:
         """Every container, running or not, that carries all of `labels` (each a value, or None for any)."""
-        wanted = [key if value is None else f"{key}={value}" for key, value in (labels or {}).items()]
-        params = {"all": "true", **({"filters": json.dumps({"label": wanted})} if wanted else {})}
-        return self.call("GET", "/containers/json", params=params) or []
+        return self.call("GET", "/containers/json", params={"all": "true", **label_filter(labels)}) or []
 
     def image(self, reference: str) -> dict | None:
         return self.call("GET", f"/images/{urllib.parse.quote(reference, safe='')}/json", missing_ok=True)
@@ -147,9 +152,7 @@ class DockerAPI:
 
     def networks(self, labels: dict | None = None) -> list[dict]:
         """Every network that carries all of `labels` (each a value, or None for any)."""
-        wanted = [key if value is None else f"{key}={value}" for key, value in (labels or {}).items()]
-        params = {"filters": json.dumps({"label": wanted})} if wanted else None
-        return self.call("GET", "/networks", params=params) or []
+        return self.call("GET", "/networks", params=label_filter(labels)) or []
 
     def create_network(self, body: dict) -> dict:
         return self.call("POST", "/networks/create", body=body)
@@ -162,9 +165,7 @@ class DockerAPI:
 
     def volumes(self, labels: dict | None = None) -> list[dict]:
         """Every volume that carries all of `labels` (each a value, or None for any)."""
-        wanted = [key if value is None else f"{key}={value}" for key, value in (labels or {}).items()]
-        params = {"filters": json.dumps({"label": wanted})} if wanted else None
-        return (self.call("GET", "/volumes", params=params) or {}).get("Volumes") or []
+        return (self.call("GET", "/volumes", params=label_filter(labels)) or {}).get("Volumes") or []
 
     def create_volume(self, body: dict) -> dict:
         return self.call("POST", "/volumes/create", body=body)

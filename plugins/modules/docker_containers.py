@@ -327,7 +327,7 @@ containers:
   sample:
     - {name: terachem-gpu0, action: unchanged}
     - {name: terachem-gpu1, action: recreated, reason: image terafleet/standin:v2 is another image}
-    - {name: terachem-gpu2, action: retired, reason: "carries org.terafleet.role=terachem, not in the plan"}
+    - {name: terachem-gpu2, action: retired, reason: "carries org.terafleet.role=terachem, not named"}
 """
 
 import hashlib
@@ -533,9 +533,10 @@ def ensure_volumes(api: DockerAPI, missing: list[dict], check_mode: bool) -> lis
     return [volume["name"] for volume in missing]
 
 
-def removal(name: str, current: dict | None, reason: str, how: str) -> dict:
-    """A step that stops and removes a container (`how`: removed or retired), or notes that it is absent."""
-    return {"name": name, "spec": None, "current": current, "remove": how if current else "",
+def removal(name: str, current: dict | None, reason: str, how: str, stop: bool = False) -> dict:
+    """A step with no spec: one that stops and removes a container (`how`: removed or retired), one that only
+    stops it (`stop`), or one that notes it is absent."""
+    return {"name": name, "spec": None, "current": current, "remove": how if current else "", "stop": stop,
             "recreate": False, "start": False, "restart": False, "update_policy": False, "exists": bool(current),
             "reason": reason if current else ""}
 
@@ -615,9 +616,7 @@ def stops_first(api: DockerAPI, steps: list[dict]) -> list[dict]:
     for name in sorted(owners):
         current = api.container(name)
         if current is not None and (current.get("State") or {}).get("Running"):
-            result.append({"name": name, "spec": None, "current": current, "remove": "", "stop": True,
-                           "recreate": False, "start": False, "restart": False, "update_policy": False,
-                           "exists": True, "reason": f"before {', '.join(owners[name])} stops"})
+            result.append(removal(name, current, f"before {', '.join(owners[name])} stops", "", stop=True))
     return result
 
 
