@@ -1,10 +1,10 @@
-"""Name the TeraChem server, scratch directory and scratch volume of each GPU set, once."""
+"""Name the TeraChem server, worker, scratch directory and node ports of each GPU set, once."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: instance_plan
-short_description: Name each GPU set's TeraChem server, scratch directory and scratch volume
+short_description: Name each GPU set's TeraChem server, worker, scratch directory and ports
 version_added: 0.1.0
 author: terafleet developers
 description:
@@ -46,18 +46,22 @@ EXAMPLES = r"""
   ansible.builtin.set_fact:
     instances: "{{ sets | terafleet.cluster.instance_plan('/lstor/terafleet', inventory_hostname_short) }}"
   # [{name: gpu0-1, devices: ['0', '1'], uuids: [...], instance: terachem-gpu0-1,
-  #   scratch_dir: /lstor/terafleet/scratch/gpu01-gpu0-1, scratch_volume: terafleet-scratch-gpu0-1}]
+  #   scratch_dir: /lstor/terafleet/scratch/gpu01-gpu0-1, worker: worker-gpu0-1, port: 11111,
+  #   frontend_port: 8080}]
 """
 
 RETURN = r"""
 _value:
-  description: The input sets, each with three more keys.
+  description: The input sets, each with its names and ports.
   type: list
   elements: dict
   contains:
     instance: {description: "TeraChem container name, C(terachem-<set name>).", type: str}
-    scratch_dir: {description: The server's own scratch directory., type: str}
-    scratch_volume: {description: Docker volume bound to RV(_value.scratch_dir)., type: str}
+    scratch_dir:
+      description:
+        - The server's own scratch directory on $LSTOR; its base name C(<host>-<set>) also names the set's
+          directory on a network scratch backend (P(terafleet.cluster.scratch_plan#filter)).
+      type: str
     worker: {description: "Celery worker container name, C(worker-<set name>).", type: str}
     port: {description: Node port the TeraChem server is published on., type: int}
     frontend_port: {description: Node port of the set's file frontend., type: int}
@@ -110,7 +114,6 @@ def instance_plan(sets: list[dict], scratch_root: str, host: str, tcpb_base_port
         plan.append({**entry,
                      "instance": f"terachem-{name}",
                      "scratch_dir": posixpath.join(posixpath.normpath(scratch_root), "scratch", f"{host}-{name}"),
-                     "scratch_volume": f"terafleet-scratch-{name}",
                      "worker": f"worker-{name}",
                      "port": tcpb[number],
                      "frontend_port": frontend[number]})

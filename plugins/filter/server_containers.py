@@ -17,10 +17,14 @@ description:
     off the bus); the indices stay in the set's name and the C(org.terafleet.gpus) label, for people.
   - A setting that is missing, null or of the wrong type fails with the inventory variable's name
     (C(terachem_<setting>)); an undefined variable inside one fails in Ansible with its name.
-positional: settings, host
+positional: scratch, settings, host
 options:
   _input:
     description: C(preflight_node), the node fact the preflight role publishes (its C(instances)).
+    type: dict
+    required: true
+  scratch:
+    description: C(scratch_plan), the scratch role's plan; each server mounts its set's volume (C(volume_of)).
     type: dict
     required: true
   settings:
@@ -41,7 +45,7 @@ options:
 EXAMPLES = r"""
 - name: Plan the node's TeraChem servers
   ansible.builtin.set_fact:
-    servers: "{{ preflight_node | terafleet.cluster.server_containers(settings, inventory_hostname) }}"
+    servers: "{{ preflight_node | terafleet.cluster.server_containers(scratch_plan, settings, inventory_hostname) }}"
   vars:
     settings:
       image: mtzgroup/terachem:latest
@@ -94,6 +98,7 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
     ROLE_LABEL,
     Settings,
     instances,
+    scratch_volumes,
 )
 
 SETTINGS = ("image", "command", "gpu_mode", "scratch_path", "license_path", "license_node_path", "env", "network",
@@ -110,7 +115,7 @@ HEALTHCHECK = [
 ]
 
 
-def server_containers(node: dict, settings: dict, host: str) -> list[dict]:
+def server_containers(node: dict, scratch: dict, settings: dict, host: str) -> list[dict]:
     """Return the node's TeraChem server containers; see DOCUMENTATION."""
     s = Settings(settings, "terachem_", host, SETTINGS)
     image, command, gpu_mode = s.str("image"), s.strings("command", empty=False), s.choice(
@@ -123,8 +128,10 @@ def server_containers(node: dict, settings: dict, host: str) -> list[dict]:
     healthcheck = {"test": HEALTHCHECK, "interval": s.duration("healthcheck_interval"),
                    "timeout": s.duration("healthcheck_timeout"), "retries": s.int("healthcheck_retries", minimum=1),
                    "start_period": s.duration("healthcheck_start_period")}
+    sets = instances(node, host)
+    volumes = scratch_volumes(scratch, sets, host)
     servers = []
-    for item in instances(node, host):
+    for item in sets:
         indices, uuids = [str(device) for device in item["devices"]], [str(uuid) for uuid in item["uuids"]]
         spec = {
             "name": item["instance"],
@@ -143,7 +150,7 @@ def server_containers(node: dict, settings: dict, host: str) -> list[dict]:
             spec["device_requests"] = [{"driver": "nvidia", "device_ids": uuids, "capabilities": [["gpu"]]}]
         spec.update({
             # no_copy: Docker would otherwise copy the image's directory, and its mode, onto the scratch.
-            "mounts": [{"type": "volume", "source": item["scratch_volume"], "target": scratch_path, "no_copy": True},
+            "mounts": [{"type": "volume", "source": volumes[item["name"]], "target": scratch_path, "no_copy": True},
                        {"type": "bind", "source": license_node_path, "target": license_path, "read_only": True}],
             "network": network,
             "aliases": [item["instance"]],

@@ -9,13 +9,14 @@ version_added: 0.2.0
 author: terafleet developers
 description:
   - With O(kind=frontend), turns the GPU sets preflight planned (C(preflight_node)) and the frontend role's
-    settings into the C(terafleet-frontend) container (nginx over the node's scratch, one published port per
-    TeraChem server), or no container when the frontend is disabled or the node has no GPU set.
+    settings into the C(terafleet-frontend) container (nginx over each server's scratch volume, mounted at
+    C(/scratch/<host>-<set>), one published port per TeraChem server), or no container when the frontend is
+    disabled or the node has no GPU set.
   - With O(kind=broker), turns the broker role's settings into the C(terafleet-rabbitmq) and
     C(terafleet-redis) containers and their labelled data volumes.
   - Containers are given in the terms of M(terafleet.cluster.docker_containers). A setting that is missing,
     null or of the wrong type fails with the inventory variable's name.
-positional: kind, settings, host
+positional: kind, settings, host, scratch
 options:
   _input:
     description: C(preflight_node), the node fact the preflight role publishes.
@@ -38,6 +39,9 @@ options:
     description: Inventory host name, for the C(org.terafleet.node) label and error messages.
     type: str
     required: true
+  scratch:
+    description: C(scratch_plan), the scratch role's plan (C(volume_of)); required for O(kind=frontend).
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -46,7 +50,7 @@ EXAMPLES = r"""
     frontend: >-
       {{ preflight_node | terafleet.cluster.service_containers('frontend', {'enabled': true,
            'image': 'nginx:stable', 'publish_address': '0.0.0.0', 'config_dir': '/etc/terafleet/frontend',
-           'network': 'terafleet'}, inventory_hostname) }}
+           'network': 'terafleet'}, inventory_hostname, scratch_plan) }}
 """
 
 RETURN = r"""
@@ -67,6 +71,8 @@ _value:
       type: dict
 """
 
+import posixpath
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
@@ -74,26 +80,28 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
     ROLE_LABEL,
     Settings,
     instances,
+    scratch_volumes,
 )
 
 FRONTEND = ("enabled", "image", "publish_address", "config_dir", "network")
 BROKER = ("rabbitmq_image", "redis_image", "bind_address", "rabbitmq_port", "redis_port", "config_dir")
 
 
-def frontend(node: dict, s: Settings) -> dict:
+def frontend(node: dict, scratch: dict | None, s: Settings) -> dict:
     config = f"{s.path('config_dir')}/nginx.conf"
     servers = instances(node, s.host)
     if not s.bool("enabled") or not servers:
         return {"containers": [], "volumes": [], "config_files": {"nginx": config}}
-    scratch_root = node.get("scratch_root")
-    if not isinstance(scratch_root, str) or not scratch_root.startswith("/"):
-        raise AnsibleFilterError(f"{s.host}: preflight_node.scratch_root is missing; run the preflight role first")
+    volumes = scratch_volumes(scratch, servers, s.host)
     address = s.str("publish_address")
     container = {
         "name": "terafleet-frontend",
         "image": s.str("image"),
         "restart_policy": "unless-stopped",
-        "mounts": [{"type": "bind", "source": f"{scratch_root}/scratch", "target": "/scratch"},
+        # Each server's scratch where nginx.conf serves it; no_copy: nothing of the image lands in a volume.
+        "mounts": [*({"type": "volume", "source": volumes[item["name"]],
+                      "target": f"/scratch/{posixpath.basename(item['scratch_dir'])}", "no_copy": True}
+                     for item in servers),
                    {"type": "bind", "source": config, "target": "/etc/nginx/nginx.conf", "read_only": True}],
         "published_ports": [f"{address}:{item['frontend_port']}:{item['frontend_port']}"
                             for item in servers],
@@ -137,10 +145,10 @@ def broker(s: Settings) -> dict:
             "config_files": {"rabbitmq": rabbitmq_conf, "redis": redis_conf}}
 
 
-def service_containers(node: dict, kind: str, settings: dict, host: str) -> dict:
+def service_containers(node: dict, kind: str, settings: dict, host: str, scratch: dict | None = None) -> dict:
     """Return the frontend's or the broker's containers and volumes; see DOCUMENTATION."""
     if kind == "frontend":
-        return frontend(node, Settings(settings, "frontend_", host, FRONTEND))
+        return frontend(node, scratch, Settings(settings, "frontend_", host, FRONTEND))
     if kind == "broker":
         return broker(Settings(settings, "broker_", host, BROKER))
     raise AnsibleFilterError(f"{host}: service_containers plans 'frontend' or 'broker', not {kind!r}")

@@ -16,10 +16,14 @@ description:
   - The broker and result backend URLs are built from the broker role's settings (C(broker)) unless
     C(broker_url) and C(result_backend) are given. A password that is undefined, null, not a string or
     empty is refused with the variable's name, on every host whose plan has a worker.
-positional: settings, host, host_short
+positional: scratch, settings, host, host_short
 options:
   _input:
     description: C(preflight_node), the node fact the preflight role publishes (its C(instances)).
+    type: dict
+    required: true
+  scratch:
+    description: C(scratch_plan), the scratch role's plan; each GPU set's worker mounts its volume read-only.
     type: dict
     required: true
   settings:
@@ -48,7 +52,7 @@ EXAMPLES = r"""
 - name: Plan the node's workers
   ansible.builtin.set_fact:
     workers: >-
-      {{ preflight_node | terafleet.cluster.worker_containers(settings, inventory_hostname,
+      {{ preflight_node | terafleet.cluster.worker_containers(scratch_plan, settings, inventory_hostname,
                                                               inventory_hostname_short) }}
 """
 
@@ -82,6 +86,7 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
     as_int,
     cpu_workers_problems,
     instances,
+    scratch_volumes,
 )
 
 SETTINGS = ("image", "queues", "concurrency", "stop_timeout", "result_expires", "max_retries", "retry_backoff",
@@ -121,7 +126,7 @@ def redact(url: str) -> str:
     return url
 
 
-def worker_containers(node: dict, settings: dict, host: str, host_short: str) -> list[dict]:
+def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host_short: str) -> list[dict]:
     """Return the node's Celery worker containers; see DOCUMENTATION."""
     s = Settings(settings, "celery_worker_", host, SETTINGS)
     image, queues, network = s.str("image"), s.strings("queues", empty=False), s.name("network")
@@ -136,6 +141,7 @@ def worker_containers(node: dict, settings: dict, host: str, host_short: str) ->
     sets = instances(node, host)
     if not sets and not cpu_workers:
         return []
+    volumes = scratch_volumes(scratch, sets, host)
     broker_url, backend_url = urls(s)
     # The URLs carry the passwords: docker_containers keeps secret_env out of the output and the diff.
     secrets = {"TERAFLEET_BROKER_URL": broker_url, "TERAFLEET_RESULT_BACKEND": backend_url}
@@ -159,7 +165,7 @@ def worker_containers(node: dict, settings: dict, host: str, host_short: str) ->
                     "TCPB_HOST": item["instance"],
                     "TCPB_PORT": SERVER_PORT},
             "secret_env": dict(secrets),
-            "mounts": [{"type": "volume", "source": item["scratch_volume"], "target": "/scratch", "read_only": True}],
+            "mounts": [{"type": "volume", "source": volumes[item["name"]], "target": "/scratch", "read_only": True}],
             "network": network,
             "stop_timeout": stop_timeout,
             "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.gpu_set": item["name"],

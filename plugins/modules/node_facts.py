@@ -23,6 +23,9 @@ description:
     none answers on O(docker_socket), and C(terafleet_images_present) to those of O(images) the engine has.
   - With O(packages), O(services), O(paths) and O(json_files), sets C(terafleet_packages) (dpkg),
     C(terafleet_services) (systemd), C(terafleet_paths) and C(terafleet_json).
+  - With O(filesystems), sets C(terafleet_filesystems) to whether the running kernel can mount each file
+    system type - registered in C(/proc/filesystems), built in, or a module of the running release that the
+    kernel loads on the first mount.
   - Only reads, and fails only where it cannot read (nvidia-smi, a JSON file that is not JSON, a hung
     dpkg-query or systemctl); the checks on what it read belong to the playbook, which names the variable
     to fix.
@@ -69,6 +72,11 @@ options:
     description:
       - systemd units to ask C(systemctl show) about, so a role changes a service only where its state or
         enablement differs.
+    type: list
+    elements: str
+    default: []
+  filesystems:
+    description: File system types (C(nfs)) to ask whether the kernel can mount.
     type: list
     elements: str
     default: []
@@ -127,6 +135,10 @@ ansible_facts:
       description: With O(paths), whether each exists.
       type: dict
       sample: {/usr/share/keyrings/nvidia-container-toolkit-keyring.asc: true}
+    terafleet_filesystems:
+      description: With O(filesystems), whether the running kernel can mount each type.
+      type: dict
+      sample: {nfs: true}
     terafleet_json:
       description: With O(json_files), each file's document, null for a missing file.
       type: dict
@@ -288,6 +300,26 @@ def images_present(api: DockerAPI, references: list[str]) -> list[str]:
         return []
 
 
+def kernel_filesystems(names: list[str], proc: str = "/proc/filesystems", modules: str | None = None) -> dict:
+    """Whether the kernel can mount each type in `names`: registered, built in, or an installed module."""
+    registered = set()
+    try:
+        with open(proc, encoding="utf-8") as table:
+            registered = {line.split()[-1] for line in table if line.split()}
+    except OSError:
+        pass
+    modules = modules or os.path.join("/lib/modules", os.uname().release)
+    listed = ""
+    for name in ("modules.builtin", "modules.dep"):
+        try:
+            with open(os.path.join(modules, name), encoding="utf-8") as listing:
+                listed += listing.read()
+        except OSError:
+            continue
+    shipped = set(re.findall(r"/([A-Za-z0-9_-]+)\.ko(?:\.[a-z]+)?\b", listed))
+    return {name: name in registered or name in shipped for name in names}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -300,6 +332,7 @@ def main() -> None:
             "paths": {"type": "list", "elements": "path", "default": []},
             "json_files": {"type": "list", "elements": "path", "default": []},
             "services": {"type": "list", "elements": "str", "default": []},
+            "filesystems": {"type": "list", "elements": "str", "default": []},
             **DOCKER_SOCKET_OPTION,
         },
         supports_check_mode=True,
@@ -324,6 +357,8 @@ def main() -> None:
             facts["terafleet_services"] = services(params["services"])
         if params["paths"]:
             facts["terafleet_paths"] = {path: os.path.exists(path) for path in params["paths"]}
+        if params["filesystems"]:
+            facts["terafleet_filesystems"] = kernel_filesystems(params["filesystems"])
         if params["json_files"]:
             facts["terafleet_json"] = {path: read_json(path) for path in params["json_files"]}
     except (FactsError, OSError) as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: scratch_volumes
-short_description: Create scratch directories and the Docker volumes bound to them, in one call
+short_description: Create scratch directories and the Docker volumes of each server's scratch, in one call
 version_added: 0.1.0
 author: terafleet developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -13,10 +13,12 @@ extends_documentation_fragment:
   - terafleet.cluster.docker_api
 description:
   - Creates each directory in O(directories) (with missing parents) and sets its owner, group and mode,
-    then makes sure each volume in O(volumes) exists as a C(local) volume bound to its directory.
+    then makes sure each volume in O(volumes) exists as a volume of Docker's C(local) driver with its
+    options - bound to a directory (C(type=none), C(o=bind)) or on an NFS export (C(type=nfs)).
   - One module run per node instead of one per directory and one per volume.
-  - An existing volume bound to another directory fails the task with both paths; Docker cannot change
-    a volume's options, and removing it is for the admin to decide.
+  - An existing volume with other options (bound to another directory, another NFS server) fails the task
+    naming both; Docker cannot change a volume's options, and removing it is for the admin to decide.
+  - Docker mounts an NFS volume only when a container using it starts; creating one needs no NFS client.
 options:
   directories:
     description: Directories, parents first.
@@ -35,15 +37,18 @@ options:
     type: str
     default: root
   volumes:
-    description: Volumes bound to directories (C(local) driver, C(type=none), C(o=bind)).
+    description: Volumes of the C(local) driver.
     type: list
     elements: dict
     default: []
     suboptions:
       name: {description: Volume name., type: str, required: true}
-      device:
-        description: Directory the volume binds; it must exist or be in O(directories).
-        type: path
+      options:
+        description:
+          - "The local driver's options - C(type), C(o) and C(device): C(type=none), C(o=bind) and the
+            directory, or C(type=nfs), C(o=addr=10.1.0.20,nfsvers=4.2) and C(device=:/export/node1-gpu0)."
+          - A bound directory must exist or be in O(directories).
+        type: dict
         required: true
       labels: {description: Labels of a new volume; an existing volume keeps its own., type: dict, default: {}}
 attributes:
@@ -59,8 +64,16 @@ EXAMPLES = r"""
       - {path: /lstor/terafleet/scratch/node1-gpu0, mode: "0750"}
       - {path: /lstor/terafleet/scratch/node1-gpu1, mode: "0750"}
     volumes:
-      - {name: terafleet-scratch-gpu0, device: /lstor/terafleet/scratch/node1-gpu0}
-      - {name: terafleet-scratch-gpu1, device: /lstor/terafleet/scratch/node1-gpu1}
+      - name: terafleet-scratch-gpu0
+        options: {type: none, o: bind, device: /lstor/terafleet/scratch/node1-gpu0}
+      - name: terafleet-scratch-gpu1
+        options: {type: none, o: bind, device: /lstor/terafleet/scratch/node1-gpu1}
+
+- name: Scratch on an NFS server
+  terafleet.cluster.scratch_volumes:
+    volumes:
+      - name: terafleet-scratch-nfs-gpu0
+        options: {type: nfs, o: "addr=10.1.0.20,nfsvers=4.2,hard", device: ":/export/node1-gpu0"}
 """
 
 RETURN = r"""
@@ -101,20 +114,32 @@ __all__ = ["ScratchError", "ensure_directory", "ensure_volume", "resolve_ids"]
 ScratchError = FilesError
 
 
-def ensure_volume(api: DockerAPI, name: str, device: str, labels: dict, check_mode: bool) -> bool:
-    """A local volume `name` bound to `device`; True when it was created."""
+def _comparable(options: dict) -> dict:
+    """Options as Docker keeps them, a bound directory's path normalised."""
+    result = {str(key): str(value) for key, value in (options or {}).items()}
+    if result.get("type") == "none" and result.get("device"):
+        result["device"] = os.path.normpath(result["device"])
+    return result
+
+
+def ensure_volume(api: DockerAPI, name: str, options: dict, labels: dict, check_mode: bool) -> bool:
+    """A local volume `name` with `options`; True when it was created."""
+    wanted = _comparable(options)
+    if not wanted.get("type") or not wanted.get("device"):
+        raise ScratchError(f"volume {name} needs the options type and device, got {options!r}")
     current = api.volume(name)
     if current is not None:
-        bound = (current.get("Options") or {}).get("device")
-        if current.get("Driver") != "local" or os.path.normpath(bound or "") != os.path.normpath(device):
+        have = _comparable(current.get("Options") or {})
+        if current.get("Driver") != "local" or have != wanted:
+            differ = [f"driver {current.get('Driver')!r}, not 'local'"] if current.get("Driver") != "local" else []
+            differ += [f"{key} {have.get(key)!r}, not {wanted.get(key)!r}"
+                       for key in sorted(set(have) | set(wanted)) if have.get(key) != wanted.get(key)]
             raise ScratchError(
-                f"volume {name} exists with driver {current.get('Driver')} bound to {bound!r}, not to {device}; "
-                f"stop the containers using it and remove it (docker volume rm {name}) to have it recreated")
+                f"volume {name} exists with {'; '.join(differ)}; stop the containers using it and remove it "
+                f"(docker volume rm {name}) to have it recreated")
         return False
     if not check_mode:
-        api.create_volume({"Name": name, "Driver": "local",
-                           "DriverOpts": {"type": "none", "o": "bind", "device": device},
-                           "Labels": string_map(labels)})
+        api.create_volume({"Name": name, "Driver": "local", "DriverOpts": wanted, "Labels": string_map(labels)})
     return True
 
 
@@ -128,7 +153,7 @@ def main() -> None:
             "group": {"type": "str", "default": "root"},
             "volumes": {"type": "list", "elements": "dict", "default": [],
                         "options": {"name": {"type": "str", "required": True},
-                                    "device": {"type": "path", "required": True},
+                                    "options": {"type": "dict", "required": True},
                                     "labels": {"type": "dict", "default": {}}}},
             **DOCKER_SOCKET_OPTION,
         },
@@ -144,7 +169,7 @@ def main() -> None:
                 changed_dirs.append(directory["path"])
         api = DockerAPI(params["docker_socket"])
         for volume in params["volumes"]:
-            if ensure_volume(api, volume["name"], volume["device"], volume["labels"], module.check_mode):
+            if ensure_volume(api, volume["name"], volume["options"], volume["labels"], module.check_mode):
                 created_volumes.append(volume["name"])
     except (FilesError, DockerAPIError, OSError) as error:
         module.fail_json(msg=str(error), directories=changed_dirs, volumes=created_volumes)

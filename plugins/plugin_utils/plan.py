@@ -173,13 +173,24 @@ def instances(node: Any, host: str) -> list[dict]:
     """The GPU sets preflight planned (preflight_node.instances), checked for the keys the plan reads."""
     if not isinstance(node, Mapping) or not isinstance(node.get("instances"), list):
         raise AnsibleFilterError(f"{host}: preflight_node.instances is missing; run the preflight role first")
-    wanted = ("name", "devices", "uuids", "instance", "worker", "scratch_dir", "scratch_volume", "port",
-              "frontend_port")
+    wanted = ("name", "devices", "uuids", "instance", "worker", "scratch_dir", "port", "frontend_port")
     for item in node["instances"]:
         missing = [key for key in wanted if not isinstance(item, Mapping) or key not in item]
         if missing:
             raise AnsibleFilterError(f"{host}: GPU set {item!r} lacks {missing}; run the preflight role first")
     return list(node["instances"])
+
+
+def scratch_volumes(scratch: Any, servers: list[dict], host: str) -> dict[str, str]:
+    """The scratch volume of each GPU set in servers, from the scratch plan (scratch_plan.volume_of)."""
+    volume_of = scratch.get("volume_of") if isinstance(scratch, Mapping) else None
+    if not isinstance(volume_of, Mapping):
+        raise AnsibleFilterError(f"{host}: scratch_plan.volume_of is missing; run the scratch role's plan first")
+    missing = [item["name"] for item in servers if not isinstance(volume_of.get(item["name"]), str)]
+    if missing:
+        raise AnsibleFilterError(f"{host}: the scratch plan names no volume for the GPU sets {missing}; "
+                                 "run the scratch role's plan on the same GPU sets")
+    return {item["name"]: str(volume_of[item["name"]]) for item in servers}
 
 
 def cpu_workers_problems(entries: Any) -> list[str]:

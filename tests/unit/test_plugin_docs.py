@@ -31,7 +31,7 @@ LISTS = {"filter": ("FilterModule", "filters"), "test": ("TestModule", "tests")}
 PHRASES = {
     ("module", "gpu_facts"): "A node whose driver sees no GPU returns an empty list",
     ("module", "docker_containers"): "every container that carries a selector's labels and that",
-    ("module", "scratch_volumes"): "An existing volume bound to another directory fails the task",
+    ("module", "scratch_volumes"): "An existing volume with other options (bound to another directory",
     ("module", "node_facts"): "a JSON file that is not JSON",
     ("module", "node_files"): "A file is written to a temporary file in its directory",
     ("module", "broker_check"): "RabbitMQ",

@@ -53,6 +53,11 @@ CASES = [
     ("undefined-in-worker-env", {"celery_worker_env": {"SITE": "{{ missing_site_name }}"}},
      "'missing_site_name' is undefined"),
     ("bad-terachem-setting", {"terachem_gpu_mode": "mig"}, "terachem_gpu_mode must be one of"),
+    # This kernel has no NFS client (and the node no /lib/modules): the backend is refused before servers stop.
+    ("nfs-without-client", {"scratch_backend": "nfs", "scratch_nfs_server": "10.1.0.20"},
+     "scratch_backend is nfs but the running kernel"),
+    ("nfs-without-server", {"scratch_backend": "nfs"}, "scratch_nfs_server is empty"),
+    ("unknown-scratch-backend", {"scratch_backend": "ceph"}, "scratch_backend must be one of local, nfs, got 'ceph'"),
 ]
 
 

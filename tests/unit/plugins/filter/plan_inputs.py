@@ -4,6 +4,7 @@ import copy
 
 from ansible_collections.terafleet.cluster.plugins.filter.gpu_sets import gpu_sets
 from ansible_collections.terafleet.cluster.plugins.filter.instance_plan import instance_plan
+from ansible_collections.terafleet.cluster.plugins.filter.scratch_plan import scratch_plan
 
 GPUS = [{"index": i, "uuid": f"GPU-{i:08x}-1111-2222-3333-444444444444", "healthy": True} for i in range(4)]
 
@@ -13,6 +14,16 @@ def preflight_node(size: int = 1, gpu_node: bool = True) -> dict:
     return {"gpu_node": gpu_node, "lstor_path": "/lstor", "scratch_root": "/lstor/terafleet",
             "smoke_marker": "/var/lib/terafleet/smoke-test-pending",
             "instances": instance_plan(sets, "/lstor/terafleet", "gpu01", 11111, 8080, [])}
+
+
+SCRATCH = {"root": "/lstor/terafleet", "root_mode": "0755", "dir_mode": "0750", "backend": "local",
+           "nfs_server": "", "nfs_export": "/export", "nfs_options": "nfsvers=4.2,hard"}
+NFS = {**SCRATCH, "backend": "nfs", "nfs_server": "10.1.0.20", "nfs_export": "/export/terafleet"}
+
+
+def scratch(node: dict, backend: dict = SCRATCH) -> dict:
+    """The scratch plan of a node's GPU sets, local by default."""
+    return scratch_plan(node["instances"], backend, "gpu01")
 
 
 TERACHEM = {

@@ -11,10 +11,11 @@ SETS = [{"name": "gpu0-1", "devices": ["0", "1"], "uuids": ["GPU-a", "GPU-b"]},
 
 def test_names_each_set():
     plan = instance_plan(SETS, "/lstor/terafleet/", "gpu01")
-    assert [(p["instance"], p["scratch_dir"], p["scratch_volume"]) for p in plan] == [
-        ("terachem-gpu0-1", "/lstor/terafleet/scratch/gpu01-gpu0-1", "terafleet-scratch-gpu0-1"),
-        ("terachem-gpu2-3", "/lstor/terafleet/scratch/gpu01-gpu2-3", "terafleet-scratch-gpu2-3"),
+    assert [(p["instance"], p["worker"], p["scratch_dir"]) for p in plan] == [
+        ("terachem-gpu0-1", "worker-gpu0-1", "/lstor/terafleet/scratch/gpu01-gpu0-1"),
+        ("terachem-gpu2-3", "worker-gpu2-3", "/lstor/terafleet/scratch/gpu01-gpu2-3"),
     ]
+    assert "scratch_volume" not in plan[0]  # the scratch plan names the volumes, per backend
     assert plan[0]["devices"] == ["0", "1"] and plan[0]["uuids"] == ["GPU-a", "GPU-b"]
 
 

@@ -3,11 +3,17 @@
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-from plan_inputs import GPUS, TERACHEM, preflight_node, settings
+from plan_inputs import GPUS, NFS, SCRATCH, TERACHEM, preflight_node, scratch, settings
 
 from ansible_collections.terafleet.cluster.plugins.filter.gpu_sets import gpu_sets
 from ansible_collections.terafleet.cluster.plugins.filter.instance_plan import instance_plan
 from ansible_collections.terafleet.cluster.plugins.filter.server_containers import FilterModule, server_containers
+
+
+def servers_of(node: dict, terachem: dict, host: str, backend: dict = SCRATCH) -> list[dict]:
+    """The node's servers, mounting the scratch its scratch plan names."""
+    return server_containers(node, scratch(node, backend), terachem, host)
+
 
 # The health check as the terachem role wrote it in YAML before the plan moved into Python: the same
 # string keeps the configuration hash, so upgrading recreates no server.
@@ -26,7 +32,7 @@ def uuid(index: int) -> str:
 
 
 def test_one_server_per_gpu_set_with_its_gpus_scratch_and_port():
-    servers = server_containers(preflight_node(size=2), TERACHEM, "gpu01.cluster")
+    servers = servers_of(preflight_node(size=2), TERACHEM, "gpu01.cluster")
     assert [s["name"] for s in servers] == ["terachem-gpu0-1", "terachem-gpu2-3"]
     first = servers[0]
     assert first == {
@@ -49,28 +55,28 @@ def test_one_server_per_gpu_set_with_its_gpus_scratch_and_port():
 
 
 def test_no_gpu_is_in_two_servers():
-    servers = server_containers(preflight_node(size=1), TERACHEM, "gpu01")
+    servers = servers_of(preflight_node(size=1), TERACHEM, "gpu01")
     ids = [d for s in servers for d in s["device_requests"][0]["device_ids"]]
     assert sorted(ids) == sorted(uuid(i) for i in range(4))
 
 
 def test_nvidia_runtime_mode_sets_visible_devices_instead_of_a_device_request():
-    servers = server_containers(preflight_node(size=2), settings(TERACHEM, gpu_mode="nvidia_runtime",
-                                                                 env={"OMP_NUM_THREADS": 4}), "gpu01")
+    servers = servers_of(preflight_node(size=2), settings(TERACHEM, gpu_mode="nvidia_runtime",
+                                                          env={"OMP_NUM_THREADS": 4}), "gpu01")
     assert servers[1]["runtime"] == "nvidia" and "device_requests" not in servers[1]
     assert servers[1]["env"] == {"OMP_NUM_THREADS": "4", "NVIDIA_VISIBLE_DEVICES": f"{uuid(2)},{uuid(3)}"}
 
 
 def test_unpublished_ports_and_string_settings_as_the_inventory_gives_them():
-    servers = server_containers(preflight_node(), settings(TERACHEM, publish_ports="false", stop_timeout="45",
-                                                           healthcheck_retries="5", env={"DEBUG": True}), "gpu01")
+    servers = servers_of(preflight_node(), settings(TERACHEM, publish_ports="false", stop_timeout="45",
+                                                    healthcheck_retries="5", env={"DEBUG": True}), "gpu01")
     assert servers[0]["published_ports"] == []
     assert servers[0]["stop_timeout"] == 45 and servers[0]["healthcheck"]["retries"] == 5
     assert servers[0]["env"] == {"DEBUG": "true"}
 
 
 def test_a_cpu_node_plans_no_server():
-    assert server_containers(preflight_node(gpu_node=False), TERACHEM, "cpu01") == []
+    assert servers_of(preflight_node(gpu_node=False), TERACHEM, "cpu01") == []
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -90,18 +96,34 @@ def test_a_cpu_node_plans_no_server():
 ])
 def test_bad_settings_are_refused_naming_the_variable(changes, message):
     with pytest.raises(AnsibleFilterError, match="^gpu01: ") as error:
-        server_containers(preflight_node(), settings(TERACHEM, **changes), "gpu01")
+        servers_of(preflight_node(), settings(TERACHEM, **changes), "gpu01")
     assert message in str(error.value)
 
 
 def test_a_null_setting_is_named():
     with pytest.raises(AnsibleFilterError, match="gpu01: terachem_image is null; give it a value"):
-        server_containers(preflight_node(), {**TERACHEM, "image": None}, "gpu01")
+        servers_of(preflight_node(), {**TERACHEM, "image": None}, "gpu01")
 
 
 def test_without_preflight_there_is_nothing_to_plan_from():
     with pytest.raises(AnsibleFilterError, match="preflight_node.instances is missing; run the preflight role"):
-        server_containers({}, TERACHEM, "gpu01")
+        server_containers({}, {}, TERACHEM, "gpu01")
+
+
+def test_on_nfs_each_server_mounts_its_own_nfs_volume():
+    servers = servers_of(preflight_node(size=2), TERACHEM, "gpu01", backend=NFS)
+    assert [s["mounts"][0] for s in servers] == [
+        {"type": "volume", "source": "terafleet-scratch-nfs-gpu0-1", "target": "/scratch", "no_copy": True},
+        {"type": "volume", "source": "terafleet-scratch-nfs-gpu2-3", "target": "/scratch", "no_copy": True}]
+
+
+def test_a_scratch_plan_of_other_gpu_sets_is_refused():
+    node = preflight_node(size=2)
+    with pytest.raises(AnsibleFilterError, match=r"gpu01: the scratch plan names no volume for the GPU sets "
+                                                  r"\['gpu0-1', 'gpu2-3'\]"):
+        server_containers(node, scratch(preflight_node(size=1)), TERACHEM, "gpu01")
+    with pytest.raises(AnsibleFilterError, match="scratch_plan.volume_of is missing"):
+        server_containers(node, {}, TERACHEM, "gpu01")
 
 
 def test_registered_as_a_filter():
@@ -111,10 +133,10 @@ def test_registered_as_a_filter():
 def test_a_renumbered_gpu_keeps_its_server():
     # GPU 1 fell off the bus: the driver numbers the rest 0, 1, 2; each server still asks for its own GPUs.
     node = preflight_node(size=1)
-    before = {s["labels"]["org.terafleet.gpu_uuids"] for s in server_containers(node, TERACHEM, "gpu01")}
+    before = {s["labels"]["org.terafleet.gpu_uuids"] for s in servers_of(node, TERACHEM, "gpu01")}
     survivors = [dict(gpu, index=number) for number, gpu in enumerate(g for g in GPUS if g["index"] != 1)]
     node["instances"] = instance_plan(gpu_sets(survivors, size=1), "/lstor/terafleet", "gpu01")
-    after = {s["labels"]["org.terafleet.gpu_uuids"]: s for s in server_containers(node, TERACHEM, "gpu01")}
+    after = {s["labels"]["org.terafleet.gpu_uuids"]: s for s in servers_of(node, TERACHEM, "gpu01")}
     assert set(after) == before - {uuid(1)}
     assert after[uuid(2)]["device_requests"][0]["device_ids"] == [uuid(2)]
     assert after[uuid(2)]["labels"]["org.terafleet.gpus"] == "1"

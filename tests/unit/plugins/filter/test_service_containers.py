@@ -2,21 +2,36 @@
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from plan_inputs import BROKER_ROLE, FRONTEND, preflight_node, settings
+from plan_inputs import BROKER_ROLE, FRONTEND, NFS, preflight_node, scratch, settings
 
 from ansible_collections.terafleet.cluster.plugins.filter.service_containers import FilterModule, service_containers
 
 
-def test_the_frontend_publishes_one_port_per_server_over_the_scratch():
-    plan = service_containers(preflight_node(size=1), "frontend", FRONTEND, "gpu01")
+def test_the_frontend_publishes_one_port_per_server_over_its_scratch():
+    node = preflight_node(size=1)
+    plan = service_containers(node, "frontend", FRONTEND, "gpu01", scratch(node))
     assert plan["config_files"] == {"nginx": "/etc/terafleet/frontend/nginx.conf"}
     assert plan["containers"] == [{
         "name": "terafleet-frontend", "image": "nginx:stable", "restart_policy": "unless-stopped",
-        "mounts": [{"type": "bind", "source": "/lstor/terafleet/scratch", "target": "/scratch"},
+        "mounts": [*({"type": "volume", "source": f"terafleet-scratch-gpu{i}", "target": f"/scratch/gpu01-gpu{i}",
+                      "no_copy": True} for i in range(4)),
                    {"type": "bind", "source": "/etc/terafleet/frontend/nginx.conf", "target": "/etc/nginx/nginx.conf",
                     "read_only": True}],
         "published_ports": ["0.0.0.0:8080:8080", "0.0.0.0:8081:8081", "0.0.0.0:8082:8082", "0.0.0.0:8083:8083"],
         "network": "terafleet", "labels": {"org.terafleet.role": "frontend", "org.terafleet.node": "gpu01"}}]
+
+
+def test_on_nfs_the_frontend_mounts_each_servers_nfs_volume_where_nginx_serves_it():
+    node = preflight_node(size=2)
+    mounts = service_containers(node, "frontend", FRONTEND, "gpu01", scratch(node, NFS))["containers"][0]["mounts"]
+    assert [(m["source"], m["target"]) for m in mounts[:-1]] == [
+        ("terafleet-scratch-nfs-gpu0-1", "/scratch/gpu01-gpu0-1"),
+        ("terafleet-scratch-nfs-gpu2-3", "/scratch/gpu01-gpu2-3")]
+
+
+def test_the_frontend_needs_the_scratch_plan():
+    with pytest.raises(AnsibleFilterError, match="gpu01: scratch_plan.volume_of is missing"):
+        service_containers(preflight_node(), "frontend", FRONTEND, "gpu01")
 
 
 def test_a_disabled_frontend_plans_no_container():
@@ -48,7 +63,7 @@ def test_the_broker_and_backend_with_their_volumes_on_one_address():
 ])
 def test_bad_settings_are_refused_naming_the_variable(kind, base, changes, message):
     with pytest.raises(AnsibleFilterError) as error:
-        service_containers(preflight_node(), kind, settings(base, **changes), "gpu01")
+        service_containers(preflight_node(), kind, settings(base, **changes), "gpu01", scratch(preflight_node()))
     assert message in str(error.value)
 
 

@@ -4,15 +4,16 @@ import re
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from plan_inputs import BROKER, CELERY_WORKER, preflight_node, settings
+from plan_inputs import BROKER, CELERY_WORKER, NFS, SCRATCH, preflight_node, scratch, settings
 
 from ansible_collections.terafleet.cluster.plugins.filter.worker_containers import FilterModule, worker_containers
 
 CPU_WORKER = {"name": "remote-gpu2", "queues": ["remote"], "server_host": "10.1.0.21", "server_port": 11112}
 
 
-def plan(node=None, host="gpu01.cluster", **changes):
-    return worker_containers(node or preflight_node(size=2), settings(CELERY_WORKER, **changes), host, "gpu01")
+def plan(node=None, host="gpu01.cluster", backend=SCRATCH, **changes):
+    node = node or preflight_node(size=2)
+    return worker_containers(node, scratch(node, backend), settings(CELERY_WORKER, **changes), host, "gpu01")
 
 
 def test_one_worker_per_server_on_its_queue_with_the_built_urls():
@@ -34,6 +35,12 @@ def test_one_worker_per_server_on_its_queue_with_the_built_urls():
     assert first["labels"] == {"org.terafleet.role": "worker", "org.terafleet.node": "gpu01.cluster",
                                "org.terafleet.gpu_set": "gpu0-1", "org.terafleet.server": "terachem-gpu0-1"}
     assert first["network"] == "terafleet" and first["stop_timeout"] == 86400
+
+
+def test_on_nfs_each_worker_reads_its_servers_nfs_volume():
+    assert [w["mounts"] for w in plan(backend=NFS)] == [
+        [{"type": "volume", "source": f"terafleet-scratch-nfs-{name}", "target": "/scratch", "read_only": True}]
+        for name in ("gpu0-1", "gpu2-3")]
 
 
 def test_explicit_urls_need_no_broker_settings():

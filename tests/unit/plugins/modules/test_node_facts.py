@@ -10,6 +10,7 @@ from ansible_collections.terafleet.cluster.plugins.modules import node_facts
 from ansible_collections.terafleet.cluster.plugins.modules.node_facts import (
     FactsError,
     docker_api_version,
+    kernel_filesystems,
     lstor_facts,
     mount_point,
     mount_points,
@@ -126,3 +127,26 @@ def test_mountinfo_escapes_are_read(tmp_path):
     table.write_text("36 35 98:0 /mnt1 /local\\040disk rw,noatime master:1 - ext3 /dev/root rw\n"
                      "37 35 98:0 / / rw - ext4 /dev/sda1 rw\n")
     assert mount_points(str(table)) == ["/local disk", "/"]
+
+
+def test_a_file_system_the_kernel_registered_can_be_mounted(tmp_path):
+    proc = tmp_path / "filesystems"
+    proc.write_text("nodev\tsysfs\nnodev\ttmpfs\n\text4\nnodev\tnfs\nnodev\tnfs4\n")
+    assert kernel_filesystems(["nfs", "xfs"], str(proc), str(tmp_path / "none")) == {"nfs": True, "xfs": False}
+
+
+def test_a_module_of_the_running_release_or_a_built_in_counts(tmp_path):
+    proc = tmp_path / "filesystems"
+    proc.write_text("\text4\n")
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "modules.dep").write_text("kernel/fs/nfs/nfs.ko.zst: kernel/fs/nfs_common/grace.ko.zst\n"
+                                         "kernel/fs/nfs/nfsv4.ko.zst: kernel/fs/nfs/nfs.ko.zst\n")
+    (modules / "modules.builtin").write_text("kernel/fs/xfs/xfs.ko\n")
+    assert kernel_filesystems(["nfs", "xfs", "cifs"], str(proc), str(modules)) == {
+        "nfs": True, "xfs": True, "cifs": False}
+
+
+def test_no_nfs_on_a_kernel_without_it_and_without_modules(tmp_path):
+    # As on the machines these tests run on: no nfs in /proc/filesystems, no /lib/modules.
+    assert kernel_filesystems(["nfs"], str(tmp_path / "missing"), str(tmp_path / "missing")) == {"nfs": False}

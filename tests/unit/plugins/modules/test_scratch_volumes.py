@@ -81,25 +81,54 @@ def test_owner_and_group_are_looked_up():
         resolve_ids(ME, "no-such-group-tf")
 
 
+def bind(device: str) -> dict:
+    return {"type": "none", "o": "bind", "device": device}
+
+
+NFS = {"type": "nfs", "o": "addr=10.1.0.20,nfsvers=4.2,hard", "device": ":/export/n1-gpu0"}
+
+
 def test_volume_is_created_bound_to_its_directory_once():
     engine = Volumes()
-    assert ensure_volume(engine, "terafleet-scratch-gpu0", "/lstor/terafleet/scratch/n1-gpu0",
+    assert ensure_volume(engine, "terafleet-scratch-gpu0", bind("/lstor/terafleet/scratch/n1-gpu0"),
                          {"org.terafleet.role": "scratch"}, check_mode=False) is True
     assert engine.volumes["terafleet-scratch-gpu0"]["Options"] == {
         "type": "none", "o": "bind", "device": "/lstor/terafleet/scratch/n1-gpu0"}
-    assert ensure_volume(engine, "terafleet-scratch-gpu0", "/lstor/terafleet/scratch/n1-gpu0/", {},
+    assert ensure_volume(engine, "terafleet-scratch-gpu0", bind("/lstor/terafleet/scratch/n1-gpu0/"), {},
                          check_mode=False) is False
     assert engine.created == ["terafleet-scratch-gpu0"]
 
 
 def test_volume_bound_elsewhere_is_refused_with_both_paths():
     engine = Volumes()
-    ensure_volume(engine, "terafleet-scratch-gpu0", "/old/lstor/n1-gpu0", {}, check_mode=False)
-    with pytest.raises(ScratchError, match=r"bound to '/old/lstor/n1-gpu0', not to /lstor/terafleet/scratch/n1-gpu0"):
-        ensure_volume(engine, "terafleet-scratch-gpu0", "/lstor/terafleet/scratch/n1-gpu0", {}, check_mode=False)
+    ensure_volume(engine, "terafleet-scratch-gpu0", bind("/old/lstor/n1-gpu0"), {}, check_mode=False)
+    with pytest.raises(ScratchError, match=r"exists with device '/old/lstor/n1-gpu0', not "
+                                           r"'/lstor/terafleet/scratch/n1-gpu0'; stop the containers"):
+        ensure_volume(engine, "terafleet-scratch-gpu0", bind("/lstor/terafleet/scratch/n1-gpu0"), {}, check_mode=False)
+
+
+def test_nfs_volume_is_created_with_its_options_once():
+    engine = Volumes()
+    assert ensure_volume(engine, "terafleet-scratch-nfs-gpu0", NFS, {}, check_mode=False) is True
+    assert engine.volumes["terafleet-scratch-nfs-gpu0"]["Options"] == NFS
+    assert ensure_volume(engine, "terafleet-scratch-nfs-gpu0", dict(NFS), {}, check_mode=False) is False
+
+
+def test_nfs_volume_on_another_server_is_refused_naming_both():
+    engine = Volumes()
+    ensure_volume(engine, "terafleet-scratch-nfs-gpu0", NFS, {}, check_mode=False)
+    moved = {**NFS, "o": "addr=10.1.0.21,nfsvers=4.2,hard"}
+    with pytest.raises(ScratchError, match=r"o 'addr=10.1.0.20,nfsvers=4.2,hard', not 'addr=10.1.0.21"):
+        ensure_volume(engine, "terafleet-scratch-nfs-gpu0", moved, {}, check_mode=False)
+
+
+@pytest.mark.parametrize("options", [{}, {"type": "nfs", "o": "addr=x"}, {"o": "bind", "device": "/x"}])
+def test_volume_options_without_type_or_device_are_refused(options):
+    with pytest.raises(ScratchError, match="needs the options type and device"):
+        ensure_volume(Volumes(), "v", options, {}, check_mode=False)
 
 
 def test_volume_check_mode_creates_nothing():
     engine = Volumes()
-    assert ensure_volume(engine, "terafleet-scratch-gpu0", "/lstor/x", {}, check_mode=True) is True
+    assert ensure_volume(engine, "terafleet-scratch-gpu0", bind("/lstor/x"), {}, check_mode=True) is True
     assert engine.created == []
