@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 
@@ -76,6 +77,31 @@ def test_watching_restarts_a_container_that_exits_while_it_watches(containers, t
     assert "restarted (exited)" in passes
     container.reload()
     assert container.status == "running"
+
+
+def test_an_unhealthy_server_with_a_client_is_left_alone_until_the_client_leaves(docker_client, tmp_path):
+    # A TCPB stand-in whose health check fails, as a TeraChem busy with one client's calculation looks.
+    server = docker_client.containers.run(
+        "terafleet/standin:latest", name=f"wd-{RUN}-server", detach=True,
+        labels={"org.terafleet.role": "terachem", "org.terafleet.test": f"watchdog-{RUN}"},
+        healthcheck={"test": ["CMD", "false"], "interval": 500_000_000, "timeout": 500_000_000, "retries": 1})
+    try:
+        wait_for(lambda: server.reload() or server.attrs["State"]["Health"]["Status"] == "unhealthy", 30,
+                 "the server to turn unhealthy")
+        address = next(iter(server.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        started = server.attrs["State"]["StartedAt"]
+        with socket.create_connection((address, 11111), timeout=10):
+            time.sleep(0.5)
+            assert run_watchdog(tmp_path)[server.name] == (
+                "unhealthy but serving 1 client(s), a calculation; left alone")
+            server.reload()
+            assert server.attrs["State"]["StartedAt"] == started
+        wait_for(lambda: watchdog_module.server_clients(server.attrs) == 0, 10, "the client to be gone")
+        assert run_watchdog(tmp_path)[server.name] == "restarted (unhealthy)"
+        server.reload()
+        assert server.attrs["State"]["StartedAt"] != started
+    finally:
+        server.remove(force=True)
 
 
 def test_healthy_container_is_left_alone(containers, tmp_path):

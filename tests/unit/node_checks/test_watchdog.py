@@ -1,0 +1,193 @@
+"""terafleet-watchdog's own decisions, with Docker replaced: who is busy (read from a real network namespace),
+crash-loop bookkeeping, a failing Docker call, the maintenance pause. The real engine: tests/integration."""
+
+import json
+import os
+import socket
+
+import pytest
+
+from script_loader import load_script
+
+watchdog = load_script("terafleet-watchdog")
+
+HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+
+
+def row(local: str, remote: str, state: str) -> str:
+    return f"   0: {local} {remote} {state} 00000000:00000000 00:00000000 00000000     0        0 1 1\n"
+
+
+def test_clients_count_established_peers_on_the_server_port_but_not_loopback():
+    tcp = HEADER + "".join([
+        row("00000000:2B67", "00000000:0000", "0A"),   # listening
+        row("0200110A:2B67", "0300110A:C350", "01"),   # 10.17.0.2:11111 <- 10.17.0.3 (a worker)
+        row("0100007F:2B67", "0100007F:D431", "01"),   # the health check, from inside the container
+        row("0200110A:2B67", "0400110A:C351", "08"),   # a client that left (CLOSE_WAIT)
+        row("0200110A:1F90", "0500110A:C352", "01"),   # another port
+    ])
+    tcp6 = HEADER + row("00000000000000000000000001000000:2B67", "00000000000000000000000001000000:D000", "01") + \
+        row("0000000000000000FFFF00000200110A:2B67", "0000000000000000FFFF00000600110A:D001", "01")
+    assert watchdog.clients([tcp]) == 1
+    assert watchdog.clients([tcp, tcp6]) == 2  # ::1 is loopback; ::ffff:10.17.0.6 is a client
+
+
+def peer_address() -> str:
+    """This machine's own non-loopback address (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+        except OSError:
+            pytest.skip("no non-loopback IPv4 address")
+        return probe.getsockname()[0]
+
+
+def test_a_connected_client_is_seen_in_the_servers_network_namespace():
+    with socket.socket() as server:
+        server.bind(("0.0.0.0", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        me = {"State": {"Pid": os.getpid()}}
+        assert watchdog.server_clients(me, port=port) == 0
+        with socket.create_connection(("127.0.0.1", port)):
+            assert watchdog.server_clients(me, port=port) == 0  # loopback: a health check
+        with socket.create_connection((peer_address(), port)):
+            accepted, _ = server.accept()
+            with accepted:
+                assert watchdog.server_clients(me, port=port) == 1
+
+
+def test_connections_that_cannot_be_read_are_unknown(tmp_path):
+    assert watchdog.server_clients({"State": {"Pid": 0}}) is None
+    assert watchdog.server_clients({"State": {"Pid": 4242}}, proc=tmp_path) is None
+    (tmp_path / "4242" / "net").mkdir(parents=True)
+    (tmp_path / "4242" / "net" / "tcp").write_text(HEADER + "garbage line with fields x y z\n")
+    assert watchdog.server_clients({"State": {"Pid": 4242}}, proc=tmp_path) is None
+
+
+class FakeDocker:
+    """docker as the watchdog calls it: inspect output for `ps`/`inspect`, and failures on demand."""
+
+    def __init__(self, containers, fail=()):
+        self.containers = {c["Name"].lstrip("/"): c for c in containers}
+        self.fail = set(fail)
+        self.calls = []
+
+    def __call__(self, *args, check=True, timeout=120):
+        self.calls.append(args)
+        if args[0] in self.fail or (len(args) > 1 and f"{args[0]} {args[-1]}" in self.fail):
+            raise watchdog.DockerError(f"docker {' '.join(args)}: no answer within {timeout} s")
+        if args[0] == "ps":
+            return "\n".join(self.containers)
+        if args[0] == "inspect":
+            return json.dumps([self.containers[name] for name in args[1:]])
+        return ""
+
+
+def container(name, role="terachem", status="running", health="healthy", exit_code=0, policy="unless-stopped",
+              pid=0, cid=None, restarts=0):
+    return {"Name": f"/{name}", "Id": cid or f"id-{name}", "RestartCount": restarts,
+            "State": {"Status": status, "Running": status == "running", "ExitCode": exit_code, "Pid": pid,
+                      "Health": {"Status": health}},
+            "HostConfig": {"RestartPolicy": {"Name": policy}},
+            "Config": {"Labels": {"org.terafleet.role": role}}}
+
+
+@pytest.fixture()
+def dog(tmp_path, monkeypatch):
+    def make(containers, fail=(), now=1000.0, proc=None):
+        fake = FakeDocker(containers, fail)
+        monkeypatch.setattr(watchdog, "docker", fake)
+        monkeypatch.setattr(watchdog.Watchdog, "report", lambda self, message, level=0: None)
+        made = watchdog.Watchdog(tmp_path / "watchdog.json", 3, 600, None, now=now, proc=proc or tmp_path / "proc")
+        return made, fake
+    return make
+
+
+def test_a_busy_unhealthy_server_is_left_alone_and_an_idle_one_restarted(dog, tmp_path):
+    for pid, peers in ((11, ["0300110A:C350"]), (12, [])):
+        (tmp_path / "proc" / str(pid) / "net").mkdir(parents=True)
+        (tmp_path / "proc" / str(pid) / "net" / "tcp").write_text(
+            HEADER + row("00000000:2B67", "00000000:0000", "0A")
+            + "".join(row("0200110A:2B67", peer, "01") for peer in peers))
+    made, fake = dog([container("terachem-gpu0", health="unhealthy", pid=11),
+                      container("terachem-gpu1", health="unhealthy", pid=12),
+                      container("terachem-gpu2", health="unhealthy", pid=13)])
+    results = made.run()
+    assert results == {"terachem-gpu0": "unhealthy but serving 1 client(s), a calculation; left alone",
+                       "terachem-gpu1": "restarted (unhealthy)",
+                       "terachem-gpu2": "unhealthy, but whether a calculation runs on it cannot be read; left alone"}
+    assert [c for c in fake.calls if c[0] == "restart"] == [("restart", "--time", "30", "terachem-gpu1")]
+
+
+def test_one_failing_container_does_not_stop_the_pass_and_the_state_is_saved(dog, tmp_path):
+    made, fake = dog([container("worker-gpu0", role="worker", status="exited", exit_code=1),
+                      container("worker-gpu1", role="worker", status="exited", exit_code=1)],
+                     fail={"restart worker-gpu0"})
+    results = made.run()
+    assert results == {"worker-gpu0": "restart failed (exited)", "worker-gpu1": "restarted (exited)"}
+    state = json.loads((tmp_path / "watchdog.json").read_text())
+    assert len(state["worker-gpu0"]["restarts"]) == 1  # a failed restart counts toward the crash loop
+    assert len(state["worker-gpu1"]["restarts"]) == 1
+
+
+def test_failed_restarts_end_in_a_crash_loop_stop(dog):
+    for number in range(4):
+        made, fake = dog([container("worker-gpu0", role="worker", status="exited", exit_code=1)],
+                         fail={"restart worker-gpu0"}, now=1000.0 + number)
+        result = made.run()["worker-gpu0"]
+    assert result == "stopped: crash loop"
+    assert ("update", "--restart=no", "worker-gpu0") in fake.calls
+
+
+def test_a_docker_that_does_not_answer_is_reported_and_the_state_still_saved(dog, tmp_path):
+    made, _ = dog([container("worker-gpu0", role="worker")], fail={"ps"})
+    results = made.run()
+    assert list(results) == ["*"] and results["*"].startswith("error: docker ps ")
+    assert results["*"].endswith("no answer within 120 s")
+    assert (tmp_path / "watchdog.json").exists()
+
+
+def test_a_converge_that_restores_the_restart_policy_or_recreates_ends_the_crash_loop(dog, tmp_path):
+    (tmp_path / "watchdog.json").write_text(json.dumps({
+        "terachem-gpu0": {"id": "id-terachem-gpu0", "restarts": [999.0] * 3, "docker_restart_count": 0,
+                          "stopped_for_crash_loop": True},
+        "terachem-gpu1": {"id": "old-id", "restarts": [999.0] * 3, "docker_restart_count": 0,
+                          "stopped_for_crash_loop": True},
+        "terachem-gpu2": {"id": "id-terachem-gpu2", "restarts": [999.0] * 3, "docker_restart_count": 0,
+                          "stopped_for_crash_loop": True}}))
+    made, _ = dog([container("terachem-gpu0"),                                 # policy restored
+                   container("terachem-gpu1", policy="no"),                    # recreated (new id)
+                   container("terachem-gpu2", status="exited", exit_code=137, policy="no")])  # still stopped
+    assert made.run() == {"terachem-gpu0": "ok", "terachem-gpu1": "ok", "terachem-gpu2": "left stopped (crash loop)"}
+    state = json.loads((tmp_path / "watchdog.json").read_text())
+    assert not state["terachem-gpu0"]["stopped_for_crash_loop"] and state["terachem-gpu0"]["restarts"] == []
+    assert state["terachem-gpu1"]["id"] == "id-terachem-gpu1"
+
+
+def test_a_container_held_with_restart_policy_no_is_left_alone(dog):
+    made, fake = dog([container("terachem-gpu0", status="exited", exit_code=137, policy="no")])
+    assert made.run() == {"terachem-gpu0": "left alone (restart policy no: stopped or held on purpose)"}
+    assert not [c for c in fake.calls if c[0] == "restart"]
+
+
+def test_a_maintenance_pause_acts_on_nothing_until_it_ends_or_is_resumed(dog, tmp_path):
+    down = [container("worker-gpu0", role="worker", status="exited", exit_code=1)]
+    made, fake = dog(down)
+    made.pause(300)
+    assert made.run() == {"*": "paused for maintenance for 300 s more"}
+    assert [c[0] for c in fake.calls] == []
+    later, _ = dog(down, now=1301.0)
+    assert later.run() == {"worker-gpu0": "restarted (exited)"}
+    made.pause(300)
+    made.resume()
+    assert dog(down)[0].run() == {"worker-gpu0": "restarted (exited)"}
+
+
+def test_pause_and_resume_from_the_command_line(tmp_path, capsys):
+    state = tmp_path / "watchdog.json"
+    assert watchdog.main(["--state-file", str(state), "--pause", "60"]) == 0
+    assert (tmp_path / "watchdog.pause").exists()
+    assert watchdog.main(["--state-file", str(state), "--resume"]) == 0
+    assert not (tmp_path / "watchdog.pause").exists()
+    assert "paused for 60 s" in capsys.readouterr().out
