@@ -308,6 +308,8 @@ def kernel_filesystems(names: list[str], proc: str = "/proc/filesystems", module
             registered = {line.split()[-1] for line in table if line.split()}
     except OSError:
         pass
+    if all(name in registered for name in names):
+        return dict.fromkeys(names, True)
     modules = modules or os.path.join("/lib/modules", os.uname().release)
     listed = ""
     for name in ("modules.builtin", "modules.dep"):
