@@ -144,6 +144,14 @@ def playbook(hosts: Path, name: str, *args: str, label: str) -> tuple[float, int
     return elapsed, changed
 
 
+def floor_line(line: str, epoch: float) -> str:
+    """floor.sh's `floor EPOCH STEP` lines as seconds since the floor started."""
+    if not line.startswith("floor "):
+        return line
+    _, stamp, step = line.split(maxsplit=2)
+    return f"{float(stamp) - epoch:6.1f} s  {step}"
+
+
 def floor(nodes: dict[str, str], work: Path, head: str, gpus: int = 2) -> float:
     """bench/floor.sh on every node at once; the floor is when the last one is done."""
     keys = KEYS
@@ -151,7 +159,7 @@ def floor(nodes: dict[str, str], work: Path, head: str, gpus: int = 2) -> float:
                          .stdout)[0]["NetworkSettings"]["Networks"]
     head_ip = next(iter(address.values()))["IPAddress"]
     license_text = (REPO / "playbooks/demo/terachem-license.key").read_text().strip()
-    started = time.monotonic()
+    started, epoch = time.monotonic(), time.time()
     running = []
     for node, role in nodes.items():
         env = ["-e", f"FLOOR_RABBITMQ_PASSWORD={keys['broker_rabbitmq_password']}",
@@ -162,6 +170,9 @@ def floor(nodes: dict[str, str], work: Path, head: str, gpus: int = 2) -> float:
                                                    stdin=script, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
     for node, process in running:
         output, _ = process.communicate(timeout=1200)
+        LOGS.mkdir(exist_ok=True)
+        (LOGS / f"floor-{node}.log").write_text("".join(floor_line(line, epoch) for line in
+                                                        output.decode().splitlines(keepends=True)))
         if process.returncode != 0:
             raise SystemExit(f"floor.sh failed on {node}:\n{output.decode()[-3000:]}")
     return time.monotonic() - started

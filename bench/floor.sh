@@ -9,9 +9,13 @@ export DEBIAN_FRONTEND=noninteractive
 role=$1
 registry=registry:5000/terafleet
 ip=$(hostname -I | awk '{print $1}')
+# Each step's end, in seconds since the epoch, for bench/logs/floor-NODE.log.
+stamp() { printf 'floor %s %s\n' "$(date +%s.%N)" "$1"; }
+stamp start
 
 apt-get update -q >/dev/null
 apt-get install -y -q docker.io >/dev/null
+stamp docker.io
 mkdir -p /etc/docker
 printf '{"insecure-registries": ["registry:5000"], "live-restore": true}\n' >/etc/docker/daemon.json
 if [[ $role == gpu ]]; then
@@ -22,12 +26,15 @@ if [[ $role == gpu ]]; then
   apt-get update -q >/dev/null
   apt-get install -y -q nvidia-container-toolkit >/dev/null
   nvidia-ctk runtime configure --runtime=docker >/dev/null
+  stamp nvidia-container-toolkit
 fi
 systemctl restart docker
+stamp 'docker restarted'
 
 if [[ $role == head ]]; then
   docker pull -q $registry/broker:latest >/dev/null
   docker pull -q $registry/backend:latest >/dev/null
+  stamp pulled
   install -d -m 0700 /etc/terafleet/broker/rabbitmq /etc/terafleet/broker/redis
   cat >/etc/terafleet/broker/rabbitmq/10-terafleet.conf <<CONF
 default_user = terafleet
@@ -50,11 +57,14 @@ CONF
     --mount type=volume,source=terafleet-redis-data,target=/data \
     --mount type=bind,source=/etc/terafleet/broker/redis/redis.conf,target=/usr/local/etc/redis/redis.conf,readonly \
     $registry/backend:latest redis-server /usr/local/etc/redis/redis.conf >/dev/null
-  for _ in $(seq 120); do docker exec terafleet-rabbitmq rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1 && exit 0; sleep 1; done
+  for _ in $(seq 120); do
+    docker exec terafleet-rabbitmq rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1 && stamp serving && exit 0
+    sleep 1
+  done
   exit 1
 fi
 
-for image in standin worker frontend; do docker pull -q $registry/$image:latest >/dev/null; done
+for image in standin worker frontend; do docker pull -q $registry/$image:latest >/dev/null; stamp "pulled $image"; done
 node=$(hostname -s)
 install -d -m 0700 /etc/terafleet/terachem
 printf '%s\n' "$FLOOR_LICENSE" >/etc/terafleet/terachem/license.key
@@ -87,9 +97,10 @@ done
 docker run -d --name terafleet-frontend --network terafleet --restart unless-stopped "${ports[@]}" \
   --mount type=bind,source=/lstor/terafleet/scratch,target=/scratch --label org.terafleet.role=frontend \
   $registry/frontend:latest >/dev/null
+stamp 'containers started'
 for _ in $(seq 300); do
   unhealthy=$(docker ps --filter label=org.terafleet.role=terachem --format '{{.Status}}' | grep -vc '(healthy)' || true)
-  [[ $unhealthy -eq 0 ]] && exit 0
+  [[ $unhealthy -eq 0 ]] && stamp healthy && exit 0
   sleep 1
 done
 exit 1
