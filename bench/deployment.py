@@ -42,9 +42,11 @@ def log(message: str) -> None:
 
 
 def commit() -> str:
-    """The commit measured, with +changes when the working tree differs from it."""
+    """The commit measured, with +changes when the working tree differs from it (the figures this script
+    writes aside, so that repeated runs of one commit say so)."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":!bench/results.json", ":!bench/results.md"], capture_output=True, text=True,
                            cwd=REPO).stdout.strip()
     return head.strip() + ("+changes" if dirty else "")
 
