@@ -57,6 +57,17 @@ def test_container_stopped_on_purpose_is_left_stopped(containers, tmp_path):
     assert container.status == "exited"
 
 
+def test_container_stopped_with_docker_stop_is_left_stopped(containers, tmp_path):
+    # Docker restarts a crash of an unless-stopped container itself; one that stays exited was stopped.
+    container = containers("docker-stop", ["sleep", "infinity"], restart_policy={"Name": "unless-stopped"})
+    container.stop(timeout=1)
+    container.reload()
+    assert container.status == "exited" and container.attrs["State"]["ExitCode"] != 0
+    assert run_watchdog(tmp_path)[container.name] == "left stopped (docker stop: Docker restarts a crash itself)"
+    container.reload()
+    assert container.status == "exited"
+
+
 def test_unhealthy_container_is_restarted(containers, tmp_path):
     container = containers("hung", ["sleep", "infinity"], healthcheck={
         "test": ["CMD", "false"], "interval": 500_000_000, "timeout": 500_000_000, "retries": 1})

@@ -85,12 +85,16 @@ class FakeDocker:
 
 
 def container(name, role="terachem", status="running", health="healthy", exit_code=0, policy="unless-stopped",
-              pid=0, cid=None, restarts=0):
+              pid=0, cid=None, restarts=0, error=""):
     return {"Name": f"/{name}", "Id": cid or f"id-{name}", "RestartCount": restarts,
             "State": {"Status": status, "Running": status == "running", "ExitCode": exit_code, "Pid": pid,
-                      "Health": {"Status": health}},
+                      "Health": {"Status": health}, "Error": error},
             "HostConfig": {"RestartPolicy": {"Name": policy}},
             "Config": {"Labels": {"org.terafleet.role": role}}}
+
+
+# What Docker records when it cannot start a container (its restart policy then does not retry).
+NO_START = "error gathering device information while adding custom device \"/dev/nvidia0\": no such file"
 
 
 @pytest.fixture()
@@ -121,8 +125,8 @@ def test_a_busy_unhealthy_server_is_left_alone_and_an_idle_one_restarted(dog, tm
 
 
 def test_one_failing_container_does_not_stop_the_pass_and_the_state_is_saved(dog, tmp_path):
-    made, fake = dog([container("worker-gpu0", role="worker", status="exited", exit_code=1),
-                      container("worker-gpu1", role="worker", status="exited", exit_code=1)],
+    made, fake = dog([container("worker-gpu0", role="worker", status="exited", exit_code=1, error=NO_START),
+                      container("worker-gpu1", role="worker", status="exited", exit_code=1, error=NO_START)],
                      fail={"restart worker-gpu0"})
     results = made.run()
     assert results == {"worker-gpu0": "restart failed (exited)", "worker-gpu1": "restarted (exited)"}
@@ -133,7 +137,7 @@ def test_one_failing_container_does_not_stop_the_pass_and_the_state_is_saved(dog
 
 def test_failed_restarts_end_in_a_crash_loop_stop(dog):
     for number in range(4):
-        made, fake = dog([container("worker-gpu0", role="worker", status="exited", exit_code=1)],
+        made, fake = dog([container("worker-gpu0", role="worker", status="exited", exit_code=1, error=NO_START)],
                          fail={"restart worker-gpu0"}, now=1000.0 + number)
         result = made.run()["worker-gpu0"]
     assert result == "stopped: crash loop"
@@ -165,6 +169,16 @@ def test_a_converge_that_restores_the_restart_policy_or_recreates_ends_the_crash
     assert state["terachem-gpu1"]["id"] == "id-terachem-gpu1"
 
 
+def test_a_server_stopped_with_docker_stop_stays_stopped_and_one_docker_could_not_start_is_restarted(dog):
+    made, fake = dog([container("terachem-gpu0", status="exited", exit_code=143),
+                      container("terachem-gpu1", status="exited", exit_code=128, error=NO_START),
+                      container("worker-gpu2", role="worker", status="exited", exit_code=1, policy="on-failure")])
+    assert made.run() == {"terachem-gpu0": "left stopped (docker stop: Docker restarts a crash itself)",
+                          "terachem-gpu1": "restarted (exited)",
+                          "worker-gpu2": "restarted (exited)"}  # on-failure: Docker gave up on it
+    assert [c[-1] for c in fake.calls if c[0] == "restart"] == ["terachem-gpu1", "worker-gpu2"]
+
+
 def test_a_container_held_with_restart_policy_no_is_left_alone(dog):
     made, fake = dog([container("terachem-gpu0", status="exited", exit_code=137, policy="no")])
     assert made.run() == {"terachem-gpu0": "left alone (restart policy no: stopped or held on purpose)"}
@@ -172,7 +186,7 @@ def test_a_container_held_with_restart_policy_no_is_left_alone(dog):
 
 
 def test_a_maintenance_pause_acts_on_nothing_until_it_ends_or_is_resumed(dog, tmp_path):
-    down = [container("worker-gpu0", role="worker", status="exited", exit_code=1)]
+    down = [container("worker-gpu0", role="worker", status="exited", exit_code=1, error=NO_START)]
     made, fake = dog(down)
     made.pause(300)
     assert made.run() == {"*": "paused for maintenance for 300 s more"}
