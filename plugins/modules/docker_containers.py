@@ -249,6 +249,18 @@ options:
       it stays until whoever tests the change removes it (terafleet's smoke test), so a run that fails
       before that test leaves the test due.
     type: path
+  watchdog_pause_file:
+    description:
+      - The terafleet watchdog's maintenance mark (C(watchdog.pause) beside its state file). When something
+        will change, the module writes into it a deadline O(watchdog_pause_seconds) from now, so that the
+        watchdog acts on nothing while containers are stopped, removed and recreated, and removes it when
+        done, whatever happened. A mark with a later deadline (an admin's C(terafleet-watchdog --pause)) is
+        left as it is, and one the module did not write is never removed.
+    type: path
+  watchdog_pause_seconds:
+    description: How long the mark holds at most, should the run die before it removes it.
+    type: int
+    default: 3600
   healthy_wait_timeout:
     description: When above 0, start the containers one at a time, each after the one before it turned
       healthy, waiting at most this many seconds for each. 0 starts them all at once.
@@ -514,6 +526,52 @@ def mark(path: str) -> None:
     with open(path, "a", encoding="utf-8"):
         pass
     os.chmod(path, 0o600)
+
+
+def _write_mark(path: str, content: str) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
+        out.write(content)
+    os.replace(temporary, path)
+
+
+def pause_watchdog(path: str, seconds: int) -> tuple[str, str]:
+    """Write the watchdog's maintenance mark with a deadline `seconds` from now, unless a mark already
+    holds longer (or cannot be read: someone else's). Returns what was written ('' when nothing was) and
+    the shorter mark it replaced, for resume_watchdog to put back."""
+    deadline = time.time() + seconds
+    previous = ""
+    try:
+        with open(path, encoding="utf-8") as mark_file:
+            previous = mark_file.read()
+        if float(previous.strip()) >= deadline:
+            return "", ""
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        return "", ""
+    content = f"{deadline:.0f}\n"
+    _write_mark(path, content)
+    return content, previous
+
+
+def resume_watchdog(path: str, paused: tuple[str, str]) -> None:
+    """Take back the mark pause_watchdog wrote, if it is still there: the mark it replaced returns while
+    its deadline is ahead, else the watchdog watches again."""
+    content, previous = paused
+    if not content:
+        return
+    try:
+        with open(path, encoding="utf-8") as mark_file:
+            if mark_file.read() != content:
+                return
+        if previous and float(previous.strip()) > time.time():
+            _write_mark(path, previous)
+        else:
+            os.unlink(path)
+    except (OSError, ValueError):
+        pass
 
 
 def ensure_networks(api: DockerAPI, missing: list[dict], check_mode: bool) -> list[str]:
@@ -800,6 +858,8 @@ def main() -> None:
                        "options": {"labels": {"type": "dict", "required": True}, "stop_timeout": {"type": "int"}}},
             "keep": {"type": "list", "elements": "str", "default": []},
             "changed_marker": {"type": "path"},
+            "watchdog_pause_file": {"type": "path"},
+            "watchdog_pause_seconds": {"type": "int", "default": 3600},
             "healthy_wait_timeout": {"type": "int", "default": 0},
             "start_delay": {"type": "int", "default": 0},
             **DOCKER_SOCKET_OPTION,
@@ -814,6 +874,7 @@ def main() -> None:
     api = DockerAPI(module.params["docker_socket"])
     networks: list[str] = []
     volumes: list[str] = []
+    paused = ("", "")
     try:
         missing_networks = [n for n in module.params["networks"] if api.network(n["name"]) is None]
         missing_volumes = [v for v in module.params["volumes"] if api.volume(v["name"]) is None]
@@ -825,13 +886,17 @@ def main() -> None:
             action(step) not in ("unchanged", "absent") for step in everything)
         if changed and module.params["changed_marker"] and not module.check_mode:
             mark(module.params["changed_marker"])
+        if changed and module.params["watchdog_pause_file"] and not module.check_mode:
+            paused = pause_watchdog(module.params["watchdog_pause_file"], module.params["watchdog_pause_seconds"])
         networks = ensure_networks(api, missing_networks, module.check_mode)
         volumes = ensure_volumes(api, missing_volumes, module.check_mode)
         if changed and not module.check_mode:
             check_prerequisites(api, [step["spec"] for step in steps if step["recreate"]])
             apply(api, steps, retired, module.params["healthy_wait_timeout"], module.params["start_delay"], first)
     except (SpecError, DockerAPIError, OSError) as error:
+        resume_watchdog(module.params["watchdog_pause_file"] or "", paused)
         module.fail_json(msg=str(error), networks=networks, volumes=volumes)
+    resume_watchdog(module.params["watchdog_pause_file"] or "", paused)
     report = [dict({"name": s["name"], "action": action(s)}, **({"reason": s["reason"]} if s["reason"] else {}))
               for s in everything]
     result = {"changed": changed, "containers": report, "networks": networks, "volumes": volumes}

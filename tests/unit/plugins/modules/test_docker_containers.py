@@ -20,11 +20,15 @@ from ansible_collections.terafleet.cluster.plugins.modules.docker_containers imp
     diff,
     duration_ns,
     ensure_volumes,
+    pause_watchdog,
     plan,
     port_bindings,
+    resume_watchdog,
     retirements,
     stops_first,
 )
+
+from script_loader import load_script
 
 SERVER = {
     "name": "terachem-gpu0", "hostname": "terachem-gpu0", "image": "mtzgroup/terachem:1.9", "init": True,
@@ -480,3 +484,36 @@ def test_a_server_is_stopped_only_after_its_worker_which_is_left_stopped():
     engine.calls.clear()
     assert converge(engine, [dict(changed[0], restart=True)]) == ["restarted", "stopped"]
     assert engine.calls == [("stop", "worker-gpu0", 86400), ("restart", "terachem-gpu0", 30)]
+
+
+def test_the_watchdog_acts_on_nothing_while_containers_change_and_its_own_pauses_stay(tmp_path):
+    watchdog = load_script("terafleet-watchdog")
+    mark = tmp_path / "state" / "watchdog.pause"
+    dog = watchdog.Watchdog(tmp_path / "state" / "watchdog.json", 3, 600, None)
+    paused = pause_watchdog(str(mark), 3600)
+    assert paused[0] and oct(mark.stat().st_mode & 0o777) == "0o600"
+    assert dog.paused_until() == pytest.approx(dog.now + 3600, abs=5)  # the watchdog reads the module's mark
+    resume_watchdog(str(mark), paused)
+    assert not mark.exists() and dog.paused_until() == 0.0
+    # An admin's longer pause is neither shortened nor ended by a converge.
+    dog.pause(7200)
+    admin = mark.read_text()
+    paused = pause_watchdog(str(mark), 3600)
+    assert paused == ("", "")
+    resume_watchdog(str(mark), paused)
+    assert mark.read_text() == admin
+    # A shorter one is extended while the containers change, then holds again until its own end.
+    dog.pause(600)
+    admin = mark.read_text()
+    paused = pause_watchdog(str(mark), 3600)
+    assert paused == (mark.read_text(), admin)
+    resume_watchdog(str(mark), paused)
+    assert mark.read_text() == admin
+    # One that ended meanwhile is gone; a mark the module cannot read stays as it is.
+    mark.write_text(f"{dog.now - 1:.0f}\n")
+    paused = pause_watchdog(str(mark), 3600)
+    resume_watchdog(str(mark), paused)
+    assert not mark.exists()
+    mark.write_text("held by hand\n")
+    assert pause_watchdog(str(mark), 3600) == ("", "")
+    assert mark.read_text() == "held by hand\n"
