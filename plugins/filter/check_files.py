@@ -69,7 +69,8 @@ WATCHDOG_CRON = "/etc/cron.d/terafleet-checks-watchdog"
 
 
 def command(words: list[str]) -> str:
-    return " ".join(shlex.quote(word) for word in words)
+    """A cron line's command: each word shell-quoted, and `%` escaped (cron turns a bare one into a newline)."""
+    return " ".join(shlex.quote(word) for word in words).replace("%", "\\%")
 
 
 def check_files(node: dict, settings: dict, host: str) -> list[dict]:
@@ -85,6 +86,8 @@ def check_files(node: dict, settings: dict, host: str) -> list[dict]:
     if missing:
         raise s.fail("scripts", f"lacks the content of {missing}")
     webhook_url = s.str("webhook_url", empty=True)
+    if any(char in webhook_url for char in "\r\n\0"):
+        raise s.fail("webhook_url", "contains a line break or NUL, which no cron line can carry")
     webhook = ["--webhook", webhook_url] if webhook_url else []
     files: list[dict] = [{"path": f"{bin_dir}/{name}", "content": scripts[name], "mode": "0755"} for name in SCRIPTS]
     files.append({"path": state_dir, "state": "directory", "mode": "0700"})

@@ -1,5 +1,9 @@
 """check_files: the check scripts, the watchdog's state directory and both cron entries."""
 
+import re
+import shlex
+import subprocess
+
 import pytest
 from ansible.errors import AnsibleFilterError
 from plan_inputs import NODE_CHECKS, preflight_node, settings
@@ -42,6 +46,32 @@ def test_a_webhook_a_slower_watchdog_and_no_polling():
     assert watchdog.startswith("*/5 * * * * root ") and "--watch" not in watchdog
     assert "--webhook 'https://chat.example/hook?a=1&b=2'" in watchdog
     assert "--min-free-gb 0.5" in files["/etc/cron.d/terafleet-checks-disk"]["content"]
+
+
+def cron_argv(line: str) -> list[str]:
+    """What cron runs for a crontab line (crontab(5)): the command up to the first bare `%`, each `\\%`
+    unescaped; then the shell's words, as sh itself splits them."""
+    command = line.split(" root ", 1)[1]
+    command = re.split(r"(?<!\\)%", command, maxsplit=1)[0].replace("\\%", "%")
+    command = command.split(" 2>&1 | ", 1)[0]
+    shown = subprocess.run(["sh", "-c", 'for word in "$@"; do printf "%s\\0" "$word"; done', "sh",
+                            *shlex.split(command)], capture_output=True, text=True, check=True).stdout
+    return shown.split("\0")[:-1]
+
+
+@pytest.mark.parametrize("url", ["https://chat.example/hook?token=a%2Fb%25c&x=1",
+                                 "https://chat.example/it's \"quoted\" #1 $HOME `id`"])
+def test_a_webhook_with_cron_and_shell_characters_reaches_the_watchdog_unchanged(url):
+    files = by_path(check_files(preflight_node(), settings(NODE_CHECKS, webhook_url=url), "gpu01"))
+    for path in ("/etc/cron.d/terafleet-checks-watchdog", "/etc/cron.d/terafleet-checks-disk"):
+        argv = cron_argv(files[path]["content"].splitlines()[1])
+        assert argv[argv.index("--webhook") + 1] == url
+
+
+@pytest.mark.parametrize("url", ["https://chat.example/hook\nevil", "https://chat.example/\rhook"])
+def test_a_webhook_no_cron_line_can_carry_is_refused(url):
+    with pytest.raises(AnsibleFilterError, match="node_checks_webhook_url contains a line break"):
+        check_files(preflight_node(), settings(NODE_CHECKS, webhook_url=url), "gpu01")
 
 
 def test_disabled_checks_lose_both_cron_entries():
