@@ -12,7 +12,8 @@ description:
     can refuse a run naming all of them at once, before any host changes.
   - "Rules: C(license_file) (a GPU node needs the TeraChem license on the controller), C(passwords) (every
     host whose plan renders a broker or backend URL - the head, GPU nodes, CPU nodes with workers - needs
-    C(broker_rabbitmq_password) and C(broker_redis_password) as strings that are not empty), C(image_archives)
+    C(broker_rabbitmq_password) and C(broker_redis_password) as strings that are not empty, the RabbitMQ one
+    one that C(rabbitmq.conf) can hold, see P(terafleet.cluster.config_value#filter)), C(image_archives)
     (each archive in C(container_images_archives) exists on the controller), C(cpu_workers) (each entry of
     C(celery_worker_cpu_workers) is usable, names do not repeat)."
   - An input that is an undefined variable fails in Ansible, naming the variable, before any rule runs.
@@ -54,6 +55,7 @@ from collections.abc import Callable, Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.terafleet.cluster.plugins.plugin_utils.config_syntax import rabbitmq_problem
 from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import cpu_workers_problems, password_problem
 
 INPUTS = ("gpu_node", "head", "cpu_node", "license_file", "rabbitmq_password", "redis_password", "broker_url",
@@ -79,6 +81,10 @@ def passwords(inputs: Mapping) -> list[str]:
     else:
         needed = ()
     problems = [password_problem(inputs[name], f"broker_{name}") for name in needed]
+    # Redis's file can quote anything; rabbitmq.conf cannot hold every string (config_value).
+    if "rabbitmq_password" in needed and not problems[0]:
+        problem = rabbitmq_problem(inputs["rabbitmq_password"])
+        problems.append(f"broker_rabbitmq_password {problem}" if problem else "")
     return [problem for problem in problems if problem]
 
 

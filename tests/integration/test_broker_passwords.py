@@ -1,0 +1,108 @@
+"""Passwords with URL, shell and config-file characters, end to end: written into rabbitmq.conf and
+redis.conf as the broker role writes them (config_value), read by the real RabbitMQ and Redis images,
+set with rabbitmqctl as the role sets a changed one, and used as the role's check and the workers use
+them (their URLs)."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import sys
+from pathlib import Path
+
+import docker
+import jinja2
+import kombu
+import pytest
+import redis
+import yaml
+from test_broker_check import published_port
+
+from test_node_modules import run_module
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / ".collections"))
+from ansible_collections.terafleet.cluster.plugins.filter.config_value import config_value  # noqa: E402
+from ansible_collections.terafleet.cluster.plugins.filter.worker_containers import urls  # noqa: E402
+from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import Settings  # noqa: E402
+
+LABEL = {"org.terafleet.test": "broker-passwords"}
+# rabbitmq.conf has no quoting and keeps these as they are; preflight refuses one with #, outer spaces or
+# anything outside printable ASCII, which it cannot hold (test_config_value, test_input_problems).
+RABBITMQ_PASSWORDS = ["it's a/b%c\"d\\e f" + secrets.token_hex(2), "-starts-with-a-dash/" + secrets.token_hex(2)]
+REDIS_PASSWORD = "a/b#c%d'e\"f g\\h " + secrets.token_hex(2)
+
+
+@pytest.fixture(scope="module", params=RABBITMQ_PASSWORDS, ids=["quotes-slash-percent-space", "dash"])
+def services(request, docker_client, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("conf")
+    rabbitmq_conf, redis_conf = directory / "10-terafleet.conf", directory / "redis.conf"
+    rabbitmq_conf.write_text(
+        "default_user = terafleet\n"
+        f"default_pass = {config_value(request.param, 'rabbitmq', 'broker_rabbitmq_password')}\n"
+        "default_vhost = terafleet\ndefault_permissions.configure = .*\ndefault_permissions.read = .*\n"
+        "default_permissions.write = .*\nloopback_users = none\n")
+    redis_conf.write_text("bind 0.0.0.0\nprotected-mode no\nport 6379\n"
+                          f"requirepass {config_value(REDIS_PASSWORD, 'redis', 'broker_redis_password')}\n")
+    for path in (rabbitmq_conf, redis_conf):
+        path.chmod(0o644)
+    tag = secrets.token_hex(3)
+    rabbitmq = docker_client.containers.run(
+        "terafleet/broker:latest", name=f"tf-it-{tag}-rabbitmq", detach=True, labels=LABEL,
+        ports={"5672/tcp": ("127.0.0.1", None)},
+        volumes={str(rabbitmq_conf): {"bind": "/etc/rabbitmq/conf.d/10-terafleet.conf", "mode": "ro"}})
+    backend = docker_client.containers.run(
+        "terafleet/backend:latest", ["redis-server", "/usr/local/etc/redis/redis.conf"], name=f"tf-it-{tag}-redis",
+        detach=True, labels=LABEL, ports={"6379/tcp": ("127.0.0.1", None)},
+        volumes={str(redis_conf): {"bind": "/usr/local/etc/redis/redis.conf", "mode": "ro"}})
+    try:
+        yield {"password": request.param, "container": rabbitmq, "rabbitmq": published_port(rabbitmq, "5672/tcp"),
+               "redis": published_port(backend, "6379/tcp")}
+    finally:
+        for container in (rabbitmq, backend):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+
+
+def check(services: dict, rabbitmq_password: str) -> dict:
+    return run_module("broker_check", {
+        "rabbitmq": {"host": "127.0.0.1", "port": services["rabbitmq"], "user": "terafleet",
+                     "password": rabbitmq_password, "vhost": "terafleet"},
+        "redis": {"host": "127.0.0.1", "port": services["redis"], "password": REDIS_PASSWORD}, "timeout": 120})
+
+
+def test_the_broker_roles_check_logs_in_with_each_password(services):
+    result = check(services, services["password"])
+    assert not result.get("failed"), result
+    assert result["rabbitmq"]["authenticated"] is True, result["rabbitmq"]
+    assert result["redis"] == {"pong": True}
+
+
+def test_a_changed_password_is_set_with_the_roles_own_rabbitmqctl_call(services):
+    # The argv the broker role runs when RabbitMQ refuses the configured password (tasks/verify.yml).
+    task = next(t for t in yaml.safe_load((REPO / "roles/broker/tasks/verify.yml").read_text())
+                if t["name"] == "Set the configured RabbitMQ password")
+    new = "-new/" + services["password"]
+    argv = [jinja2.Template(word).render(broker_rabbitmq_user="terafleet", broker_rabbitmq_password=new)
+            for word in task["community.docker.docker_container_exec"]["argv"]]
+    exit_code, output = services["container"].exec_run(argv)
+    assert exit_code == 0, output
+    try:
+        assert check(services, new)["rabbitmq"]["authenticated"] is True
+        assert check(services, services["password"])["rabbitmq"]["authenticated"] is False
+    finally:
+        argv[-1] = services["password"]
+        assert services["container"].exec_run(argv)[0] == 0
+
+
+def test_a_workers_urls_carry_each_password(services):
+    settings = {"broker_url": "", "result_backend": "", "broker": {
+        "host": "127.0.0.1", "rabbitmq_user": "terafleet", "rabbitmq_password": services["password"],
+        "rabbitmq_port": services["rabbitmq"], "rabbitmq_vhost": "terafleet", "redis_password": REDIS_PASSWORD,
+        "redis_port": services["redis"], "redis_database": 0}}
+    broker_url, backend_url = urls(Settings(settings, "celery_worker_", "gpu01", ("broker_url", "result_backend",
+                                                                                 "broker")))
+    with kombu.Connection(broker_url, connect_timeout=10) as connection:
+        connection.ensure_connection(max_retries=3)
+        assert connection.connected
+    assert redis.Redis.from_url(backend_url, socket_timeout=10).ping() is True
