@@ -357,6 +357,7 @@ from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api impor
     DockerAPIError,
     string_map,
 )
+from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import FilesError, ensure_file
 
 HASH_LABEL = "org.terafleet.config-hash"
 CONFIG_LABEL = "org.terafleet.config"
@@ -530,10 +531,7 @@ def mark(path: str) -> None:
 
 def _write_mark(path: str, content: str) -> None:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
-        out.write(content)
-    os.replace(temporary, path)
+    ensure_file(path, content.encode(), "0600", os.getuid(), os.getgid(), check_mode=False)
 
 
 def pause_watchdog(path: str, seconds: int) -> tuple[str, str]:
@@ -570,7 +568,7 @@ def resume_watchdog(path: str, paused: tuple[str, str]) -> None:
             _write_mark(path, previous)
         else:
             os.unlink(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, FilesError):
         pass
 
 
@@ -893,10 +891,10 @@ def main() -> None:
         if changed and not module.check_mode:
             check_prerequisites(api, [step["spec"] for step in steps if step["recreate"]])
             apply(api, steps, retired, module.params["healthy_wait_timeout"], module.params["start_delay"], first)
-    except (SpecError, DockerAPIError, OSError) as error:
-        resume_watchdog(module.params["watchdog_pause_file"] or "", paused)
+    except (SpecError, DockerAPIError, OSError, FilesError) as error:
         module.fail_json(msg=str(error), networks=networks, volumes=volumes)
-    resume_watchdog(module.params["watchdog_pause_file"] or "", paused)
+    finally:  # also when the run fails, for whatever reason
+        resume_watchdog(module.params["watchdog_pause_file"] or "", paused)
     report = [dict({"name": s["name"], "action": action(s)}, **({"reason": s["reason"]} if s["reason"] else {}))
               for s in everything]
     result = {"changed": changed, "containers": report, "networks": networks, "volumes": volumes}
