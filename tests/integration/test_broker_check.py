@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from pathlib import Path
 
 import docker
 import pytest
@@ -28,28 +29,42 @@ def published_port(container, port: str) -> int:
     raise AssertionError(f"{container.name} publishes no {port}")
 
 
-@pytest.fixture(scope="module")
-def services(docker_client, tmp_path_factory):
-    """A RabbitMQ with a user, password and vhost, and a Redis with a password, both just started."""
-    conf = tmp_path_factory.mktemp("rabbitmq") / "10-test.conf"
-    conf.write_text(f"default_user = terafleet\ndefault_pass = {RABBITMQ_PASSWORD}\ndefault_vhost = terafleet\n"
-                    "default_permissions.configure = .*\ndefault_permissions.read = .*\n"
-                    "default_permissions.write = .*\nloopback_users = none\n")
-    conf.chmod(0o644)
+@contextlib.contextmanager
+def broker_and_backend(docker_client, directory: Path, default_pass: str, requirepass: str, labels: dict):
+    """A RabbitMQ with the user terafleet and its vhost, and a Redis, both just started from the images and
+    configured by files the way the broker role writes them; default_pass and requirepass go into those
+    files as given. Yields both containers and their published ports; removes them after."""
+    rabbitmq_conf, redis_conf = directory / "10-terafleet.conf", directory / "redis.conf"
+    rabbitmq_conf.write_text(f"default_user = terafleet\ndefault_pass = {default_pass}\ndefault_vhost = terafleet\n"
+                             "default_permissions.configure = .*\ndefault_permissions.read = .*\n"
+                             "default_permissions.write = .*\nloopback_users = none\n")
+    redis_conf.write_text(f"bind 0.0.0.0\nprotected-mode no\nport 6379\nrequirepass {requirepass}\n")
+    for path in (rabbitmq_conf, redis_conf):
+        path.chmod(0o644)
     tag = secrets.token_hex(3)
     rabbitmq = docker_client.containers.run(
-        "terafleet/broker:latest", name=f"tf-it-{tag}-rabbitmq", detach=True, labels=LABEL,
+        "terafleet/broker:latest", name=f"tf-it-{tag}-rabbitmq", detach=True, labels=labels,
         ports={"5672/tcp": ("127.0.0.1", None)},
-        volumes={str(conf): {"bind": "/etc/rabbitmq/conf.d/10-test.conf", "mode": "ro"}})
+        volumes={str(rabbitmq_conf): {"bind": "/etc/rabbitmq/conf.d/10-terafleet.conf", "mode": "ro"}})
     redis = docker_client.containers.run(
-        "terafleet/backend:latest", ["redis-server", "--protected-mode", "no", "--requirepass", REDIS_PASSWORD],
-        name=f"tf-it-{tag}-redis", detach=True, labels=LABEL, ports={"6379/tcp": ("127.0.0.1", None)})
+        "terafleet/backend:latest", ["redis-server", "/usr/local/etc/redis/redis.conf"], name=f"tf-it-{tag}-redis",
+        detach=True, labels=labels, ports={"6379/tcp": ("127.0.0.1", None)},
+        volumes={str(redis_conf): {"bind": "/usr/local/etc/redis/redis.conf", "mode": "ro"}})
     try:
-        yield {"rabbitmq": published_port(rabbitmq, "5672/tcp"), "redis": published_port(redis, "6379/tcp")}
+        yield {"rabbitmq_container": rabbitmq, "rabbitmq": published_port(rabbitmq, "5672/tcp"),
+               "redis": published_port(redis, "6379/tcp")}
     finally:
         for container in (rabbitmq, redis):
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def services(docker_client, tmp_path_factory):
+    """A RabbitMQ with a user, password and vhost, and a Redis with a password, both just started."""
+    with broker_and_backend(docker_client, tmp_path_factory.mktemp("conf"), RABBITMQ_PASSWORD, REDIS_PASSWORD,
+                            LABEL) as running:
+        yield running
 
 
 def args(ports: dict, rabbitmq_password=RABBITMQ_PASSWORD, vhost="terafleet", redis_password=REDIS_PASSWORD,

@@ -5,18 +5,16 @@ them (their URLs)."""
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import sys
 from pathlib import Path
 
-import docker
 import jinja2
 import kombu
 import pytest
 import redis
 import yaml
-from test_broker_check import published_port
+from test_broker_check import broker_and_backend
 
 from test_node_modules import run_module
 
@@ -35,33 +33,10 @@ REDIS_PASSWORD = "a/b#c%d'e\"f g\\h " + secrets.token_hex(2)
 
 @pytest.fixture(scope="module", params=RABBITMQ_PASSWORDS, ids=["quotes-slash-percent-space", "dash"])
 def services(request, docker_client, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("conf")
-    rabbitmq_conf, redis_conf = directory / "10-terafleet.conf", directory / "redis.conf"
-    rabbitmq_conf.write_text(
-        "default_user = terafleet\n"
-        f"default_pass = {config_value(request.param, 'rabbitmq', 'broker_rabbitmq_password')}\n"
-        "default_vhost = terafleet\ndefault_permissions.configure = .*\ndefault_permissions.read = .*\n"
-        "default_permissions.write = .*\nloopback_users = none\n")
-    redis_conf.write_text("bind 0.0.0.0\nprotected-mode no\nport 6379\n"
-                          f"requirepass {config_value(REDIS_PASSWORD, 'redis', 'broker_redis_password')}\n")
-    for path in (rabbitmq_conf, redis_conf):
-        path.chmod(0o644)
-    tag = secrets.token_hex(3)
-    rabbitmq = docker_client.containers.run(
-        "terafleet/broker:latest", name=f"tf-it-{tag}-rabbitmq", detach=True, labels=LABEL,
-        ports={"5672/tcp": ("127.0.0.1", None)},
-        volumes={str(rabbitmq_conf): {"bind": "/etc/rabbitmq/conf.d/10-terafleet.conf", "mode": "ro"}})
-    backend = docker_client.containers.run(
-        "terafleet/backend:latest", ["redis-server", "/usr/local/etc/redis/redis.conf"], name=f"tf-it-{tag}-redis",
-        detach=True, labels=LABEL, ports={"6379/tcp": ("127.0.0.1", None)},
-        volumes={str(redis_conf): {"bind": "/usr/local/etc/redis/redis.conf", "mode": "ro"}})
-    try:
-        yield {"password": request.param, "container": rabbitmq, "rabbitmq": published_port(rabbitmq, "5672/tcp"),
-               "redis": published_port(backend, "6379/tcp")}
-    finally:
-        for container in (rabbitmq, backend):
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
+    with broker_and_backend(docker_client, tmp_path_factory.mktemp("conf"),
+                            config_value(request.param, "rabbitmq", "broker_rabbitmq_password"),
+                            config_value(REDIS_PASSWORD, "redis", "broker_redis_password"), LABEL) as running:
+        yield {**running, "password": request.param}
 
 
 def check(services: dict, rabbitmq_password: str) -> dict:
@@ -85,14 +60,14 @@ def test_a_changed_password_is_set_with_the_roles_own_rabbitmqctl_call(services)
     new = "-new/" + services["password"]
     argv = [jinja2.Template(word).render(broker_rabbitmq_user="terafleet", broker_rabbitmq_password=new)
             for word in task["community.docker.docker_container_exec"]["argv"]]
-    exit_code, output = services["container"].exec_run(argv)
+    exit_code, output = services["rabbitmq_container"].exec_run(argv)
     assert exit_code == 0, output
     try:
         assert check(services, new)["rabbitmq"]["authenticated"] is True
         assert check(services, services["password"])["rabbitmq"]["authenticated"] is False
     finally:
         argv[-1] = services["password"]
-        assert services["container"].exec_run(argv)[0] == 0
+        assert services["rabbitmq_container"].exec_run(argv)[0] == 0
 
 
 def test_a_workers_urls_carry_each_password(services):
