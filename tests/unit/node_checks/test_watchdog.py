@@ -49,9 +49,11 @@ def test_a_connected_client_is_seen_in_the_servers_network_namespace():
         port = server.getsockname()[1]
         me = {"State": {"Pid": os.getpid()}}
         assert watchdog.server_clients(me, port=port) == 0
-        with socket.create_connection(("127.0.0.1", port)):
+        with socket.create_connection(("127.0.0.1", port)), server.accept()[0]:
             assert watchdog.server_clients(me, port=port) == 0  # loopback: a health check
         with socket.create_connection((peer_address(), port)):
+            # Not accepted yet, as at a hung server: in the listen backlog, not a client being served.
+            assert watchdog.server_clients(me, port=port) == 0
             accepted, _ = server.accept()
             with accepted:
                 assert watchdog.server_clients(me, port=port) == 1
