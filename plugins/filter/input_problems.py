@@ -15,7 +15,8 @@ description:
     C(broker_rabbitmq_password) and C(broker_redis_password) as strings that are not empty, the RabbitMQ one
     one that C(rabbitmq.conf) can hold, see P(terafleet.cluster.config_value#filter)), C(image_archives)
     (each archive in C(container_images_archives) exists on the controller), C(cpu_workers) (each entry of
-    C(celery_worker_cpu_workers) is usable, names do not repeat)."
+    C(celery_worker_cpu_workers) is usable, names do not repeat), C(retired) (no variable terafleet no longer
+    reads is set, so a setting is never silently ignored)."
   - An input that is an undefined variable fails in Ansible, naming the variable, before any rule runs.
 positional: host
 options:
@@ -23,7 +24,9 @@ options:
     description:
       - The inputs, a dict - C(gpu_node), C(head), C(cpu_node) (booleans), C(license_file),
         C(rabbitmq_password), C(redis_password), C(broker_url), C(result_backend) (the workers' explicit
-        URLs; a password is then not needed on GPU and CPU nodes), C(image_archives), C(cpu_workers).
+        URLs; a password is then not needed on GPU and CPU nodes), C(image_archives), C(cpu_workers),
+        C(set_variables) (the names of the host's variables that start with a role's prefix, from the
+        C(ansible.builtin.varnames) lookup).
       - Paths are read on the controller, relative to its working directory.
     type: dict
     required: true
@@ -59,7 +62,12 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.config_syntax im
 from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import cpu_workers_problems, password_problem
 
 INPUTS = ("gpu_node", "head", "cpu_node", "license_file", "rabbitmq_password", "redis_password", "broker_url",
-          "result_backend", "image_archives", "cpu_workers")
+          "result_backend", "image_archives", "cpu_workers", "set_variables")
+# Variables terafleet read once, and what replaces each.
+RETIRED = {
+    "celery_worker_max_retries": "a calculation now waits for its server up to celery_worker_unavailable_timeout "
+                                 "seconds after its first try",
+}
 
 
 def license_file(inputs: Mapping) -> list[str]:
@@ -100,11 +108,17 @@ def cpu_workers(inputs: Mapping) -> list[str]:
     return cpu_workers_problems(inputs["cpu_workers"]) if inputs["cpu_node"] else []
 
 
+def retired(inputs: Mapping) -> list[str]:
+    return [f"{name} is no longer read: {RETIRED[name]}; remove it from the inventory"
+            for name in sorted(set(inputs["set_variables"] or []) & set(RETIRED))]
+
+
 RULES: dict[str, Callable[[Mapping], list[str]]] = {
     "license_file": license_file,
     "passwords": passwords,
     "image_archives": image_archives,
     "cpu_workers": cpu_workers,
+    "retired": retired,
 }
 
 

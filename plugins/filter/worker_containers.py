@@ -29,7 +29,8 @@ options:
   settings:
     description:
       - The celery_worker role's variables without their C(celery_worker_) prefix - C(image), C(queues),
-        C(concurrency), C(stop_timeout), C(result_expires), C(max_retries), C(retry_backoff), C(env),
+        C(concurrency), C(stop_timeout), C(result_expires), C(unavailable_timeout), C(retry_backoff),
+        C(memory), C(env),
         C(network), C(broker_url), C(result_backend), C(cpu_workers) - and C(broker), a dict of the
         broker role's C(rabbitmq_user), C(rabbitmq_password), C(rabbitmq_port), C(rabbitmq_vhost),
         C(redis_password), C(redis_port), C(redis_database) and the C(host) the workers reach them at.
@@ -89,7 +90,8 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
     scratch_volumes,
 )
 
-SETTINGS = ("image", "queues", "concurrency", "stop_timeout", "result_expires", "max_retries", "retry_backoff",
+SETTINGS = ("image", "queues", "concurrency", "stop_timeout", "result_expires", "unavailable_timeout",
+            "retry_backoff", "memory",
             "env", "network", "broker_url", "result_backend", "cpu_workers", "broker")
 BROKER = ("host", "rabbitmq_user", "rabbitmq_password", "rabbitmq_port", "rabbitmq_vhost", "redis_password",
           "redis_port", "redis_database")
@@ -147,10 +149,11 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
     secrets = {"TERAFLEET_BROKER_URL": broker_url, "TERAFLEET_RESULT_BACKEND": backend_url}
     common = {**{key: value for key, value in env.items() if key not in secrets},
               "TERAFLEET_RESULT_EXPIRES": str(s.int("result_expires", minimum=1)),
-              "TERAFLEET_MAX_RETRIES": str(s.int("max_retries", minimum=0)),
+              "TERAFLEET_UNAVAILABLE_TIMEOUT": str(s.int("unavailable_timeout", minimum=1)),
               "TERAFLEET_RETRY_BACKOFF": s.number("retry_backoff"),
               "TERAFLEET_NODE": host_short}
     concurrency = str(s.int("concurrency", minimum=1))
+    memory = s.str("memory")
     workers = []
     for item in sets:
         workers.append({
@@ -168,6 +171,7 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
             "mounts": [{"type": "volume", "source": volumes[item["name"]], "target": "/scratch", "read_only": True}],
             "network": network,
             "stop_timeout": stop_timeout,
+            "memory": memory,
             "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.gpu_set": item["name"],
                        "org.terafleet.server": item["instance"]},
         })
@@ -185,6 +189,7 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
                     "TCPB_PORT": str(entry["server_port"])},
             "secret_env": dict(secrets),
             "stop_timeout": stop_timeout,
+            "memory": memory,
             "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.gpu_set": entry["name"],
                        "org.terafleet.server": f"{entry['server_host']}:{entry['server_port']}"},
         })

@@ -162,6 +162,11 @@ options:
       stop_timeout:
         description: Seconds between SIGTERM and SIGKILL when the container is stopped.
         type: int
+      memory:
+        description:
+          - The container's memory limit (Docker's C(--memory)), in bytes or with a C(k), C(m) or C(g) suffix;
+            the kernel ends a process of the container that would use more. Unset, no limit.
+        type: str
       healthcheck:
         description: Health check. Durations take C(ms), C(s), C(m) and C(h) units, or are seconds.
         type: dict
@@ -442,6 +447,14 @@ def lines(value: object, prefix: str = "") -> list[str]:
     return [f"{prefix}: {json.dumps(value)}"]
 
 
+def memory_bytes(value: str, name: str) -> int:
+    """Docker's memory notation (512m, 8g, bytes) in bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([bkmg]?)\s*", value.lower())
+    if not match or int(match.group(1)) == 0:
+        raise SpecError(f"{name}: memory {value!r} is not a size such as 512m or 8g")
+    return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2) or "b")
+
+
 def create_body(spec: dict) -> dict:
     """The engine's create-container body for one spec."""
     given, spec = spec, normalized(spec)
@@ -483,6 +496,8 @@ def create_body(spec: dict) -> dict:
             body[field] = spec[key]
     if spec.get("stop_timeout") is not None:
         body["StopTimeout"] = int(spec["stop_timeout"])
+    if spec.get("memory"):
+        host_config["Memory"] = memory_bytes(str(spec["memory"]), name)
     check = spec.get("healthcheck")
     if check:
         body["Healthcheck"] = {
@@ -843,6 +858,7 @@ def main() -> None:
         "restart_policy": {"type": "str", "choices": ["no", "always", "unless-stopped", "on-failure"],
                            "default": "unless-stopped"},
         "stop_timeout": {"type": "int"},
+        "memory": {"type": "str"},
         "healthcheck": {"type": "dict", "options": healthcheck},
         "restart": {"type": "bool", "default": False},
         "stop_first": {"type": "list", "elements": "str", "default": []},

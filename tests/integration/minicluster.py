@@ -25,6 +25,8 @@ from polling import wait_for  # noqa: E402  (re-exported to the tests)
 RUN_ID = uuid.uuid4().hex[:8]
 LABEL = {"org.terafleet.test": f"integration-{RUN_ID}"}
 BROKER_CONF = "default_user = terafleet\ndefault_pass = secret\nloopback_users = none\n"
+# Short leases: a run lost with its worker is taken up again within seconds (the default is 30 s).
+LEASE_SECONDS = "4"
 PAIRS = (("standin-a", "fake", "terachem", "0"), ("standin-b", "fake", "terachem", "1"),
          ("standin-chem", "pyscf", "chemistry", "2,3"))
 
@@ -63,6 +65,12 @@ def published_port(container, port: str) -> int:
     return int(container.attrs["NetworkSettings"]["Ports"][port][0]["HostPort"])
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextlib.contextmanager
 def mini_cluster(client, workdir: Path, pair_specs):
     """Start broker, backend and (name, backend, queue, gpus) stand-in/worker pairs; remove all at exit."""
@@ -81,7 +89,8 @@ def mini_cluster(client, workdir: Path, pair_specs):
         return container
 
     try:
-        broker = run("terafleet/broker:latest", "broker", ports={"5672/tcp": ("127.0.0.1", None)},
+        # A fixed host port: the tests restart the broker, and Docker would pick a new free one.
+        broker = run("terafleet/broker:latest", "broker", ports={"5672/tcp": ("127.0.0.1", free_port())},
                      volumes={str(conf): {"bind": "/etc/rabbitmq/conf.d/10-test.conf", "mode": "ro"}})
         backend = run("terafleet/backend:latest", "backend", ports={"6379/tcp": ("127.0.0.1", None)})
         broker_port = published_port(broker, "5672/tcp")
@@ -104,7 +113,8 @@ def mini_cluster(client, workdir: Path, pair_specs):
                                            "TERAFLEET_RESULT_BACKEND": "redis://backend:6379/0",
                                            "TERAFLEET_QUEUES": pair.queue, "TCPB_HOST": pair.name,
                                            "TCPB_PORT": "11111", "TERAFLEET_NODE": "it-node",
-                                           "TERAFLEET_GPU_SET": pair.name, "TERAFLEET_RETRY_BACKOFF": "1.5"},
+                                           "TERAFLEET_GPU_SET": pair.name, "TERAFLEET_RETRY_BACKOFF": "1.5",
+                                           "TERAFLEET_LEASE_SECONDS": LEASE_SECONDS},
                               volumes={pair.volume: {"bind": "/scratch", "mode": "ro"}})
 
         os.environ["TERAFLEET_BROKER_URL"] = f"amqp://terafleet:secret@127.0.0.1:{broker_port}//"
@@ -114,7 +124,7 @@ def mini_cluster(client, workdir: Path, pair_specs):
         names = [p.worker_name for p in pairs.values()]
         wait_for(lambda: len(app.control.ping(destination=names, timeout=1.0)) == len(names), 90,
                  "the workers", interval=1.0)
-        yield {"app": app, "pairs": pairs, "client": client, "network": network}
+        yield {"app": app, "pairs": pairs, "client": client, "network": network, "broker": broker}
     finally:
         for container in started:
             container.remove(force=True, v=True)

@@ -116,6 +116,57 @@ def test_worker_killed_mid_task_the_other_worker_delivers(send, pairs):
     assert value["energy"] == pytest.approx(expected_fake_energy(water()), abs=1e-9)
 
 
+def jobs_run(pair) -> int:
+    """How many jobs the pair's stand-in has started, from the job directories in its scratch."""
+    listing = pair.standin.exec_run(["sh", "-c", "ls -d /scratch/server_*/job_* 2>/dev/null | wc -l"])
+    return int(listing.output.decode().strip())
+
+
+def test_broker_restart_mid_calculation_runs_each_task_once(cluster, send, pairs):
+    shared = (pairs["standin-a"], pairs["standin-b"])
+    for pair in shared:
+        pair.control(job_seconds=8)
+    before = sum(jobs_run(pair) for pair in shared)
+    docs = [water(1.0 + i / 50) for i in range(2)]
+    results = [send(doc) for doc in docs]
+    assert {started_on(result) for result in results} == {pair.worker_name for pair in shared}
+    cluster["broker"].restart(timeout=10)
+    values = [result.get(timeout=180) for result in results]
+    for doc, value in zip(docs, values, strict=True):
+        assert value["energy"] == pytest.approx(expected_fake_energy(doc), abs=1e-9)
+    assert all(result.state == "SUCCESS" for result in results)
+    # The broker delivers both again after its restart: the redelivered copies must not compute.
+    time.sleep(12)
+    assert all(result.state == "SUCCESS" for result in results)
+    assert sum(jobs_run(pair) for pair in shared) - before == 2, "each task must run exactly once"
+    assert send(water()).get(timeout=60)["energy"] == pytest.approx(expected_fake_energy(water()), abs=1e-9)
+
+
+def kill_pool_process(pair) -> None:
+    """Kill the Celery pool process running the worker's task (the child of PID 1), as an out-of-memory
+    kill or a crash in a library does; Celery's main process lives on and starts a new one."""
+    result = pair.worker.exec_run(["sh", "-c", "kill -9 $(cat /proc/1/task/*/children)"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_task_that_kills_its_worker_process_fails_after_two_runs(send, pairs):
+    pair = pairs["standin-chem"]
+    pair.control(job_seconds=30)
+    before = jobs_run(pair)
+    result = send(water(1.03), queue="chemistry")
+    for run in (1, 2):
+        wait_for(lambda run=run: jobs_run(pair) - before == run, 60, f"run {run} of the task", interval=0.2)
+        kill_pool_process(pair)
+    with pytest.raises(Exception) as error:
+        result.get(timeout=120)
+    assert type(error.value).__name__ == "WorkerLost"
+    assert "2 runs of this task ended with their worker process dying" in str(error.value)
+    assert jobs_run(pair) - before == 2, "no third run"
+    pair.control()
+    value = send(water(), queue="chemistry").get(timeout=120)
+    assert math.isclose(value["energy"], CRAWFORD_STO3G_ENERGY, abs_tol=1e-6), "the set stays in service"
+
+
 def test_worker_sigterm_finishes_its_task_then_exits(send, pairs):
     result, pair = long_task_started(send, pairs)
     worker = pair.worker_name

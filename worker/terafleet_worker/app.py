@@ -26,4 +26,7 @@ app.conf.update(
     task_default_queue=SETTINGS.queues[0],
     broker_connection_retry_on_startup=True,
     worker_cancel_long_running_tasks_on_connection_loss=False,
+    # A result is written however long the backend is away: Celery tries again, waits growing to 10 s.
+    result_backend_always_retry=True,
+    result_backend_max_retries=float("inf"),
 )

@@ -7,6 +7,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .chemistry import Limits
+
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
@@ -40,10 +42,19 @@ class Settings:
     scratch_dir: Path = field(default_factory=lambda: Path(os.environ.get("TERAFLEET_SCRATCH_DIR", "/scratch")))
     node: str = field(default_factory=lambda: os.environ.get("TERAFLEET_NODE", socket.gethostname()))
     gpu_set: str = field(default_factory=lambda: os.environ.get("TERAFLEET_GPU_SET", "cpu"))
-    # Retries while the server is restarting or busy: count and base of the exponential backoff (seconds).
-    max_retries: int = field(default_factory=lambda: _int("TERAFLEET_MAX_RETRIES", 6))
+    # Waiting for the server while it restarts, is busy or down: retries with an exponential backoff (base
+    # and cap in seconds) until this long after the task's first try.
+    unavailable_timeout: float = field(default_factory=lambda: _float("TERAFLEET_UNAVAILABLE_TIMEOUT", 6 * 3600.0))
     retry_backoff: float = field(default_factory=lambda: _float("TERAFLEET_RETRY_BACKOFF", 2.0))
     retry_backoff_max: float = field(default_factory=lambda: _float("TERAFLEET_RETRY_BACKOFF_MAX", 60.0))
+    # One run per task (ledger.py): the lease a run renews, runs lost with their worker process and server
+    # crashes during the task's job before it fails for good.
+    lease_seconds: float = field(default_factory=lambda: _float("TERAFLEET_LEASE_SECONDS", 30.0))
+    max_lost_runs: int = field(default_factory=lambda: _int("TERAFLEET_MAX_LOST_RUNS", 2))
+    max_server_crashes: int = field(default_factory=lambda: _int("TERAFLEET_MAX_SERVER_CRASHES", 2))
+    # What one calculation may hold (chemistry.Limits).
+    limits: Limits = field(default_factory=lambda: Limits(max_atoms=_int("TERAFLEET_MAX_ATOMS", 10000),
+                                                          max_bytes=_int("TERAFLEET_MAX_INPUT_BYTES", 4 * 2**20)))
     # How long the entry point waits for the server before starting Celery anyway.
     server_wait: float = field(default_factory=lambda: _float("TERAFLEET_SERVER_WAIT", 300.0))
     status_timeout: float = field(default_factory=lambda: _float("TERAFLEET_STATUS_TIMEOUT", 5.0))
@@ -61,6 +72,14 @@ def load() -> Settings:
     settings = Settings()
     if settings.concurrency < 1:
         raise SystemExit(f"TERAFLEET_CONCURRENCY must be at least 1, got {settings.concurrency}")
+    for name, value in (("TERAFLEET_UNAVAILABLE_TIMEOUT", settings.unavailable_timeout),
+                        ("TERAFLEET_LEASE_SECONDS", settings.lease_seconds),
+                        ("TERAFLEET_MAX_LOST_RUNS", settings.max_lost_runs),
+                        ("TERAFLEET_MAX_SERVER_CRASHES", settings.max_server_crashes),
+                        ("TERAFLEET_MAX_ATOMS", settings.limits.max_atoms),
+                        ("TERAFLEET_MAX_INPUT_BYTES", settings.limits.max_bytes)):
+        if not value > 0:
+            raise SystemExit(f"{name} must be above 0, got {value}")
     if not settings.queues:
         raise SystemExit("TERAFLEET_QUEUES names no queue")
     return settings

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
-from celery import Task
+from celery import Task, states
 
 from . import chemistry, server
 from .app import SETTINGS, app
+from .ledger import Ledger, Run
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +20,11 @@ class CalculationError(Exception):
 
 
 class ServerBusy(Exception):
-    """The server was restarting or busy for longer than the retries allow."""
+    """The server was unavailable (restarting, busy, down) for longer than the task may wait."""
+
+
+class WorkerLost(Exception):
+    """Runs of this task ended with their worker process dying; the task is not run again."""
 
 
 def provenance(task: Task, started: float, **extra) -> dict:
@@ -27,34 +33,78 @@ def provenance(task: Task, started: float, **extra) -> dict:
             "retries": task.request.retries, **extra}
 
 
-@app.task(bind=True, name="terafleet.compute", acks_late=True, reject_on_worker_lost=True)
+def ledger(task: Task) -> Ledger:
+    return Ledger(app.backend.client, task.request.id, f"{task.request.hostname}:{os.getpid()}",
+                  lease=SETTINGS.lease_seconds, keep=SETTINGS.result_expires + 86400,
+                  retry_errors=tuple(app.backend.connection_errors))
+
+
+def stored_success(task: Task) -> dict | None:
+    """The result an earlier delivery of this task stored, when it succeeded."""
+    meta = app.backend.get_task_meta(task.request.id)
+    return meta.get("result") if meta.get("status") == states.SUCCESS else None
+
+
+@app.task(bind=True, name="terafleet.compute", acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def compute(self: Task, doc: dict) -> dict:
     """Run one calculation document (see chemistry.validate) and return energy, gradient and provenance."""
-    from tcpb import TCProtobufClient
-    from tcpb.exceptions import ServerError
-
     started = time.monotonic()
     try:
-        calc = chemistry.validate(doc)
+        calc = chemistry.validate(doc, SETTINGS.limits)
         program_input = chemistry.program_input(calc)
     except (chemistry.InputError, ValueError) as error:
         raise CalculationError(f"bad input: {error}") from None
+
+    earlier = stored_success(self)
+    if earlier is not None:
+        log.info("task %s was delivered again after it succeeded; its stored result stands", self.request.id)
+        return earlier
+    book = ledger(self)
+    first_try = book.first_try(time.time())
+    run = book.claim()
+    if run is None:
+        log.info("task %s is running elsewhere (its lease is held); looking again in %.0f s", self.request.id,
+                 SETTINGS.lease_seconds)
+        raise self.retry(countdown=SETTINGS.lease_seconds)
+    try:
+        if run.lost >= SETTINGS.max_lost_runs:
+            raise WorkerLost(f"{run.lost} runs of this task ended with their worker process dying (killed, out "
+                             "of memory or crashed); not run again")
+        return run_on_server(self, calc, program_input, book, run, first_try, started)
+    finally:
+        run.end(hold=SETTINGS.lease_seconds)  # a no-op where a retry gave the lease up already
+
+
+def run_on_server(task: Task, calc: dict, program_input, book: Ledger, run: Run, first_try: float,
+                  started: float) -> dict:
+    from tcpb import TCProtobufClient
+    from tcpb.exceptions import ServerError
 
     client = TCProtobufClient(SETTINGS.server_host, SETTINGS.server_port)
     try:
         with client:
             output = client.compute(program_input, raise_exc=True)
     except ServerError as error:
-        message = server.calculation_error(SETTINGS.scratch_dir, client.curr_job_dir)
+        job_dir = client.curr_job_dir
+        message = server.calculation_error(SETTINGS.scratch_dir, job_dir)
         if message:
-            raise CalculationError(f"TeraChem on {SETTINGS.server} failed job {client.curr_job_dir}: "
-                                   f"{message}") from None
-        if self.request.retries >= SETTINGS.max_retries:
-            raise ServerBusy(f"TeraChem on {SETTINGS.server} still unavailable after "
-                             f"{self.request.retries} retries: {error}") from None
-        countdown = min(SETTINGS.retry_backoff ** (self.request.retries + 1), SETTINGS.retry_backoff_max)
-        log.warning("server %s: %s; retry %d in %.1f s", SETTINGS.server, error, self.request.retries + 1, countdown)
-        raise self.retry(countdown=countdown, max_retries=SETTINGS.max_retries) from None
+            raise CalculationError(f"TeraChem on {SETTINGS.server} failed job {job_dir}: {message}") from None
+        if job_dir:
+            # The server took the job and went away during it: it crashed, maybe on this input.
+            crashes = book.count("server_crashes", f"{SETTINGS.server}:{job_dir}")
+            if crashes >= SETTINGS.max_server_crashes:
+                raise CalculationError(f"TeraChem died {crashes} times running this input (last on "
+                                       f"{SETTINGS.server}, job {job_dir}); not tried again") from None
+        waited = time.time() - first_try
+        if waited >= SETTINGS.unavailable_timeout:
+            raise ServerBusy(f"TeraChem on {SETTINGS.server} still unavailable {waited:.0f} s after the first "
+                             f"try (celery_worker_unavailable_timeout {SETTINGS.unavailable_timeout:.0f} s): "
+                             f"{error}") from None
+        countdown = min(SETTINGS.retry_backoff ** (task.request.retries + 1), SETTINGS.retry_backoff_max,
+                        max(SETTINGS.unavailable_timeout - waited, 1.0))
+        log.warning("server %s: %s; retry %d in %.1f s", SETTINGS.server, error, task.request.retries + 1, countdown)
+        run.end(hold=0)  # the retry must find the lease free
+        raise task.retry(countdown=countdown) from None
     except ValueError as error:
         # tcpb raises ValueError for inputs it cannot express (unknown calctype, method).
         raise CalculationError(f"bad input: {error}") from None
@@ -63,7 +113,7 @@ def compute(self: Task, doc: dict) -> dict:
     gradient = data.gradient.tolist() if data.gradient is not None and len(data.gradient) else None
     return {"energy": float(data.energy), "gradient": gradient, "calctype": calc["calctype"],
             "method": calc["method"], "basis": calc["basis"],
-            "provenance": provenance(self, started, job_dir=str(output.provenance.scratch_dir or ""))}
+            "provenance": provenance(task, started, job_dir=str(output.provenance.scratch_dir or ""))}
 
 
 @app.task(bind=True, name="terafleet.ping")
@@ -78,4 +128,4 @@ def ping(self: Task) -> dict:
     return {"server_state": state, "provenance": provenance(self, started)}
 
 
-__all__ = ["compute", "ping", "CalculationError", "ServerBusy"]
+__all__ = ["compute", "ping", "CalculationError", "ServerBusy", "WorkerLost"]

@@ -1,4 +1,5 @@
-"""The cron checks against real faults: a filling $LSTOR, a frozen TeraChem server, a crash loop."""
+"""The cron checks against real faults: a filling $LSTOR, a frozen TeraChem server, a crash loop, and a
+broker that stops while a server computes."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from polling import wait_for  # noqa: E402
-from scenario import inspect, server_pid  # noqa: E402
+from scenario import broker_fixtures, expected_energy, inspect, node, server_pid, water  # noqa: E402
 
 testinfra_hosts = ["ansible://tf-fa-gpu1"]
 SCRATCH = "/lstor/terafleet/scratch/tf-fa-gpu1-gpu0"
 DISK_CRON = "/etc/cron.d/terafleet-checks-disk"
 WATCHDOG_CRON = "/etc/cron.d/terafleet-checks-watchdog"
+celery_app, compute = broker_fixtures("faults", "tf-fa-head")
 
 
 def cron_command(host, cron_file: str) -> str:
@@ -96,6 +98,46 @@ def test_crash_loop_is_reported_and_left_stopped(host):
     assert json.loads(host.check_output(watchdog + " --json").splitlines()[-1])["terachem-gpu1"] == \
         "left stopped (crash loop)"
     assert "crash loop" in host.check_output("journalctl --no-pager -t terafleet-watchdog")
+
+
+def jobs_run(host) -> int:
+    return int(host.check_output(f"ls -d {SCRATCH}/server_*/job_* 2>/dev/null | wc -l"))
+
+
+def jobs_finished(host) -> int:
+    return int(host.check_output(f"cat {SCRATCH}/server_*/job_*/tc.out 2>/dev/null | grep -c '^Job finished' || true"))
+
+
+def test_broker_stopped_mid_calculation_nothing_is_restarted_and_the_result_arrives_after(host, compute):
+    head = node("tf-fa-head")
+    control(host, "gpu0", job_seconds=60)
+    before = {name: inspect(host, name)["State"]["StartedAt"] for name in ("terachem-gpu0", "worker-gpu0")}
+    jobs, finished = jobs_run(host), jobs_finished(host)
+    doc = water(1.03)
+    result = compute.apply_async(args=[doc], queue="terachem.tf-fa-gpu1.gpu0")
+    wait_for(lambda: result.state == "STARTED", 60, "the calculation to start")
+    head.check_output("docker stop terafleet-rabbitmq")
+    try:
+        # Busy with its one client, the server cannot answer its health check; the broker check that
+        # once guarded it cannot answer either. The watchdog decides on the node alone.
+        wait_for(lambda: inspect(host, "terachem-gpu0")["State"]["Health"]["Status"] == "unhealthy", 60,
+                 "the busy server to turn unhealthy")
+        verdicts = json.loads(host.check_output(cron_command(host, WATCHDOG_CRON) + " --json").splitlines()[-1])
+        assert verdicts["terachem-gpu0"] == "unhealthy but serving 1 client(s), a calculation; left alone"
+        assert not verdicts["worker-gpu0"].startswith("restart"), verdicts
+        # The calculation ends while the broker is away: the worker cannot acknowledge it.
+        wait_for(lambda: jobs_finished(host) == finished + 1, 120, "the calculation to end")
+    finally:
+        head.check_output("docker start terafleet-rabbitmq")
+    value = result.get(timeout=300)
+    assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
+    assert value["provenance"]["server"] == "terachem-gpu0:11111"
+    assert {name: inspect(host, name)["State"]["StartedAt"] for name in before} == before, "nothing restarted"
+    # The broker delivers the unacknowledged calculation again once it is back; the stored result stands.
+    control(host, "gpu0")
+    time.sleep(20)
+    assert result.state == "SUCCESS"
+    assert jobs_run(host) == jobs + 1, "the calculation ran exactly once"
 
 
 @pytest.fixture(autouse=True, scope="module")

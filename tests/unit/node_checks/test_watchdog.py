@@ -126,6 +126,28 @@ def test_a_busy_unhealthy_server_is_left_alone_and_an_idle_one_restarted(dog, tm
     assert [c for c in fake.calls if c[0] == "restart"] == [("restart", "--time", "30", "terachem-gpu1")]
 
 
+def test_an_unhealthy_worker_running_a_calculation_is_left_alone(dog, tmp_path):
+    # worker-gpu0 holds a connection to its server's port 11111; worker-remote to 11112, its TCPB_PORT;
+    # worker-gpu1 holds only its broker connection (5672) and a closed server connection.
+    tables = {21: [row("0300110A:C350", "0200110A:2B67", "01")],
+              22: [row("0300110A:C351", "0100000A:1628", "01"), row("0300110A:C352", "0200110A:2B67", "06")],
+              23: [row("0300110A:C353", "1500010A:2B68", "01")]}
+    for pid, rows in tables.items():
+        (tmp_path / "proc" / str(pid) / "net").mkdir(parents=True)
+        (tmp_path / "proc" / str(pid) / "net" / "tcp").write_text(HEADER + "".join(rows))
+    remote = container("worker-remote", role="worker", health="unhealthy", pid=23)
+    remote["Config"]["Env"] = ["TCPB_HOST=10.1.0.21", "TCPB_PORT=11112"]
+    made, fake = dog([container("worker-gpu0", role="worker", health="unhealthy", pid=21),
+                      container("worker-gpu1", role="worker", health="unhealthy", pid=22), remote,
+                      container("worker-gpu2", role="worker", health="unhealthy", pid=24)])
+    assert made.run() == {
+        "worker-gpu0": "unhealthy but running a calculation on its server; left alone",
+        "worker-gpu1": "restarted (unhealthy)",
+        "worker-remote": "unhealthy but running a calculation on its server; left alone",
+        "worker-gpu2": "unhealthy, but whether it runs a calculation cannot be read; left alone"}
+    assert [c for c in fake.calls if c[0] == "restart"] == [("restart", "--time", "30", "worker-gpu1")]
+
+
 def test_one_failing_container_does_not_stop_the_pass_and_the_state_is_saved(dog, tmp_path):
     made, fake = dog([container("worker-gpu0", role="worker", status="exited", exit_code=1, error=NO_START),
                       container("worker-gpu1", role="worker", status="exited", exit_code=1, error=NO_START)],

@@ -1,8 +1,10 @@
 """Calculation documents: what the worker accepts, converts, and refuses before any server sees it."""
 
+import json
+
 import pytest
 
-from terafleet_worker.chemistry import BOHR_PER_ANGSTROM, InputError, program_input, read_xyz, validate
+from terafleet_worker.chemistry import BOHR_PER_ANGSTROM, InputError, Limits, program_input, read_xyz, validate
 
 WATER = {"structure": {"symbols": ["O", "H", "H"],
                        "geometry": [[0.0, -0.0757918, 0.0], [0.8668, 0.6014, 0.0], [-0.8668, 0.6014, 0.0]]},
@@ -43,11 +45,36 @@ def test_bohr_is_kept_and_flat_geometry_accepted():
     (with_(method=""), "method is missing"),
     (with_(keywords=["a"]), "keywords must be an object"),
     (with_(solvent="water"), "unknown fields ['solvent']"),
+    (with_(geometry=json.loads("[[0, 0, NaN], [0, 0, 1], [0, 1, 0]]")), "finite numbers only (no NaN or Infinity)"),
+    (with_(geometry=json.loads("[[0, 0, Infinity], [0, 0, 1], [0, 1, 0]]")), "finite numbers only"),
+    (with_(symbols=["O", "H", "H\nscrdir /"]), "structure.symbols holds 'H\\nscrdir /', not an element symbol"),
+    (with_(keywords={"scrdir": "/tmp"}), "keyword 'scrdir' is set by the farm"),
+    (with_(keywords={"GPUS": "4 0 1 2 3"}), "keyword 'GPUS' is set by the farm"),
+    (with_(keywords={"convthre": "1e-6\ngpus 8"}), "keyword 'convthre' must be one line of printable text"),
+    (with_(keywords={"convthre": "x" * 1001}), "at most 1000 characters"),
+    (with_(keywords={"bad name": 1}), "keyword 'bad name' is not a keyword name"),
+    (with_(keywords={"levelshift": float("nan")}), "keyword 'levelshift' must be a finite number"),
+    (with_(keywords={"guess": ["a", "b"]}), "keyword 'guess' must be a string, number or boolean, got list"),
+    (with_(keywords={f"k{i}": 1 for i in range(201)}), "201 keywords, above the limit of 200"),
 ])
 def test_refusals(doc, message):
     with pytest.raises(InputError) as error:
         validate(doc)
     assert message in str(error.value)
+
+
+def test_size_and_atom_limits():
+    assert validate(WATER, Limits(max_atoms=3, max_bytes=10_000))["symbols"] == ["O", "H", "H"]
+    with pytest.raises(InputError, match=r"3 atoms, above the limit of 2 \(TERAFLEET_MAX_ATOMS\)"):
+        validate(WATER, Limits(max_atoms=2))
+    with pytest.raises(InputError, match=r"the document is \d+ bytes, above the limit of 100 "
+                                         r"\(TERAFLEET_MAX_INPUT_BYTES\)"):
+        validate(WATER, Limits(max_bytes=100))
+
+
+def test_plain_keywords_pass_unchanged():
+    keywords = {"convthre": 1e-6, "dftd": "d3", "precision": "double", "maxit": 200, "purify": False}
+    assert validate(with_(keywords=keywords))["keywords"] == keywords
 
 
 def test_program_input_carries_bohr_geometry():

@@ -38,6 +38,9 @@ def test_environment_overrides(monkeypatch):
     ("TERAFLEET_CONCURRENCY", "0", "TERAFLEET_CONCURRENCY must be at least 1, got 0"),
     ("TERAFLEET_QUEUES", " , ", "TERAFLEET_QUEUES names no queue"),
     ("TERAFLEET_RETRY_BACKOFF", "fast", "TERAFLEET_RETRY_BACKOFF must be a number"),
+    ("TERAFLEET_UNAVAILABLE_TIMEOUT", "0", "TERAFLEET_UNAVAILABLE_TIMEOUT must be above 0, got 0.0"),
+    ("TERAFLEET_MAX_LOST_RUNS", "-1", "TERAFLEET_MAX_LOST_RUNS must be above 0, got -1"),
+    ("TERAFLEET_MAX_ATOMS", "many", "TERAFLEET_MAX_ATOMS must be a whole number"),
 ])
 def test_bad_settings_stop_with_a_clear_message(monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)

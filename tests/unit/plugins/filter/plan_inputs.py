@@ -40,7 +40,8 @@ BROKER = {"host": "10.1.0.10", "rabbitmq_user": "terafleet", "rabbitmq_password"
 
 CELERY_WORKER = {
     "image": "terafleet/worker:latest", "queues": ["terachem"], "concurrency": 1, "stop_timeout": 86400,
-    "result_expires": 604800, "max_retries": 6, "retry_backoff": 2, "env": {}, "network": "terafleet",
+    "result_expires": 604800, "unavailable_timeout": 21600, "memory": "2g", "retry_backoff": 2, "env": {},
+    "network": "terafleet",
     "broker_url": "", "result_backend": "", "cpu_workers": [], "broker": BROKER,
 }
 

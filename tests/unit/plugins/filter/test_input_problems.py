@@ -16,7 +16,8 @@ def good(tmp_path):
     archive.write_bytes(b"tar")
     return {"gpu_node": True, "head": False, "cpu_node": False, "license_file": str(license_file),
             "rabbitmq_password": "pw1", "redis_password": "pw2", "broker_url": "", "result_backend": "",
-            "image_archives": {"terafleet/worker:latest": str(archive)}, "cpu_workers": []}
+            "image_archives": {"terafleet/worker:latest": str(archive)}, "cpu_workers": [],
+            "set_variables": ["celery_worker_image", "celery_worker_unavailable_timeout"]}
 
 
 def test_good_inputs_have_no_problem(good):
@@ -24,7 +25,7 @@ def test_good_inputs_have_no_problem(good):
 
 
 def test_every_rule_is_named():
-    assert sorted(RULES) == ["cpu_workers", "image_archives", "license_file", "passwords"]
+    assert sorted(RULES) == ["cpu_workers", "image_archives", "license_file", "passwords", "retired"]
 
 
 @pytest.mark.parametrize("rule, changes, problems", [
@@ -61,6 +62,9 @@ def test_every_rule_is_named():
     ("cpu_workers", {"cpu_node": True, "cpu_workers": [CPU_WORKER, CPU_WORKER]},
      ["CPU-only worker names repeat: ['remote-gpu2', 'remote-gpu2'] (celery_worker_cpu_workers)"]),
     ("cpu_workers", {"cpu_workers": [{"name": "x"}]}, []),
+    ("retired", {"set_variables": ["celery_worker_image", "celery_worker_max_retries"]},
+     ["celery_worker_max_retries is no longer read: a calculation now waits for its server up to "
+      "celery_worker_unavailable_timeout seconds after its first try; remove it from the inventory"]),
 ])
 def test_each_rule(good, rule, changes, problems):
     inputs = {**good, **changes}

@@ -25,7 +25,8 @@ def test_one_worker_per_server_on_its_queue_with_the_built_urls():
         "TERAFLEET_RESULT_BACKEND": "redis://:r3dis@10.1.0.10:6379/0",
     }
     assert first["env"] == {
-        "TERAFLEET_RESULT_EXPIRES": "604800", "TERAFLEET_MAX_RETRIES": "6", "TERAFLEET_RETRY_BACKOFF": "2",
+        "TERAFLEET_RESULT_EXPIRES": "604800", "TERAFLEET_UNAVAILABLE_TIMEOUT": "21600",
+        "TERAFLEET_RETRY_BACKOFF": "2",
         "TERAFLEET_NODE": "gpu01", "TERAFLEET_QUEUES": "terachem,terachem.gpu01.gpu0-1",
         "TERAFLEET_CONCURRENCY": "1", "TERAFLEET_GPU_SET": "gpu0-1", "TERAFLEET_SCRATCH_DIR": "/scratch",
         "TCPB_HOST": "terachem-gpu0-1", "TCPB_PORT": "11111",
@@ -34,7 +35,7 @@ def test_one_worker_per_server_on_its_queue_with_the_built_urls():
                                 "read_only": True}]
     assert first["labels"] == {"org.terafleet.role": "worker", "org.terafleet.node": "gpu01.cluster",
                                "org.terafleet.gpu_set": "gpu0-1", "org.terafleet.server": "terachem-gpu0-1"}
-    assert first["network"] == "terafleet" and first["stop_timeout"] == 86400
+    assert first["network"] == "terafleet" and first["stop_timeout"] == 86400 and first["memory"] == "2g"
 
 
 def test_on_nfs_each_worker_reads_its_servers_nfs_volume():

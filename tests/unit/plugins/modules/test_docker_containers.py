@@ -124,6 +124,19 @@ class Listing:
         return self.engine.container(name)
 
 
+@pytest.mark.parametrize("memory, limit", [("2g", 2 * 2**30), ("512M", 512 * 2**20), ("1048576", 2**20),
+                                           ("64k", 65536)])
+def test_a_memory_limit_in_dockers_notation(memory, limit):
+    assert create_body({**SERVER, "memory": memory})["HostConfig"]["Memory"] == limit
+    assert "Memory" not in create_body(SERVER)["HostConfig"]
+
+
+@pytest.mark.parametrize("memory", ["2 GB", "0", "-1g", "lots"])
+def test_a_memory_limit_docker_cannot_read_is_refused(memory):
+    with pytest.raises(docker_containers.SpecError, match=rf"terachem-gpu0: memory '{memory}' is not a size"):
+        create_body({**SERVER, "memory": memory})
+
+
 def test_create_body_is_what_docker_run_would_ask_for():
     body = create_body(SERVER)
     host = body["HostConfig"]

@@ -1,0 +1,110 @@
+"""The one-run-per-task ledger against a real Redis: leases, lost runs, first tries, a backend outage."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+import time
+
+import docker
+import pytest
+import redis
+
+from terafleet_worker.ledger import Ledger
+
+LABEL = {"org.terafleet.test": "ledger"}
+
+
+@pytest.fixture(scope="module")
+def backend(docker_client):
+    container = docker_client.containers.run("terafleet/backend:latest", name=f"tf-it-ledger-{secrets.token_hex(3)}",
+                                             detach=True, labels=LABEL, ports={"6379/tcp": ("127.0.0.1", None)})
+    try:
+        for _ in range(100):
+            container.reload()
+            bindings = container.attrs["NetworkSettings"]["Ports"].get("6379/tcp")
+            if bindings:
+                break
+            time.sleep(0.1)
+        client = redis.Redis(host="127.0.0.1", port=int(bindings[0]["HostPort"]), socket_timeout=2,
+                             socket_connect_timeout=2)
+        for _ in range(100):
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    break
+            time.sleep(0.1)
+        yield container, client
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
+def book(client, task_id: str, owner: str, lease: float = 1.0) -> Ledger:
+    return Ledger(client, task_id, owner, lease=lease, keep=600,
+                  retry_errors=(redis.ConnectionError, redis.TimeoutError))
+
+
+def test_one_run_holds_the_lease_and_a_retry_finds_it_free(backend):
+    _, client = backend
+    task = secrets.token_hex(8)
+    first = book(client, task, "worker-a:1").claim()
+    assert first is not None and first.lost == 0
+    assert book(client, task, "worker-b:1").claim() is None, "a second delivery must not run meanwhile"
+    time.sleep(2.5)  # longer than the lease: the running one renews it
+    assert book(client, task, "worker-b:1").claim() is None
+    first.end(hold=0)
+    second = book(client, task, "worker-b:1").claim()
+    assert second is not None and second.lost == 0, "a run that ended cleanly is not a lost one"
+    second.end(hold=0)
+
+
+def test_a_finished_run_keeps_the_lease_for_its_hold_then_frees_it(backend):
+    _, client = backend
+    task = secrets.token_hex(8)
+    run = book(client, task, "worker-a:1").claim()
+    run.end(hold=1.5)
+    run.end(hold=0)  # only the first end counts
+    assert book(client, task, "worker-b:1").claim() is None
+    time.sleep(2.0)
+    later = book(client, task, "worker-b:1").claim()
+    assert later is not None and later.lost == 0
+    later.end(hold=0)
+
+
+def test_runs_whose_worker_died_are_counted_as_lost(backend):
+    _, client = backend
+    task = secrets.token_hex(8)
+    for expected_lost in (0, 1, 2):
+        run = None
+        deadline = time.monotonic() + 5
+        while run is None and time.monotonic() < deadline:
+            run = book(client, task, f"worker-{expected_lost}:1").claim()
+            time.sleep(0.1)
+        assert run is not None, "the dead run's lease runs out"
+        assert run.lost == expected_lost
+        run._stop.set()  # the process dies: nobody renews the lease, nobody ends the run
+
+
+def test_first_try_is_kept_and_counters_count(backend):
+    _, client = backend
+    task = secrets.token_hex(8)
+    assert book(client, task, "a:1").first_try(1000.5) == 1000.5
+    assert book(client, task, "b:1").first_try(2000.0) == 1000.5
+    assert [book(client, task, "a:1").count("server_crashes", event) for event in ("j1", "j2", "j2")] == [1, 2, 2]
+
+
+def test_calls_wait_through_a_backend_outage(backend):
+    container, client = backend
+    task = secrets.token_hex(8)
+    container.pause()
+    results = []
+    worker = threading.Thread(target=lambda: results.append(book(client, task, "a:1").count("server_crashes", "job_7")))
+    try:
+        worker.start()
+        time.sleep(4)
+        assert worker.is_alive() and not results, "the count waits for the backend, it does not guess"
+    finally:
+        container.unpause()
+    worker.join(30)
+    assert results == [1]
