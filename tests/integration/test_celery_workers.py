@@ -235,15 +235,46 @@ def test_worker_control_refuses_a_command_without_queues(pairs):
     assert result.exit_code == 2 and b"drain needs at least one queue" in result.output
 
 
-def test_worker_health_check_does_a_status_round_trip(cluster, pairs):
+def test_worker_health_check_asks_the_broker_and_leaves_the_server_to_its_own(cluster, pairs):
     pair = pairs["standin-b"]
     healthy = pair.worker.exec_run(["terafleet-healthcheck"])
-    assert healthy.exit_code == 0, healthy.output
-    assert b"server standin-b:11111 idle" in healthy.output
+    assert healthy.exit_code == 0 and healthy.output.strip() == b"worker idle", healthy.output
     pair.control(hang=True)
     hung = pair.worker.exec_run(["terafleet-healthcheck"])
-    assert hung.exit_code == 1
-    assert b"did not answer STATUS" in hung.output
+    assert hung.exit_code == 0, "a hung server is the server's health check's to report"
+    cluster["broker"].pause()
+    try:
+        lost = pair.worker.exec_run(["terafleet-healthcheck"])
+    finally:
+        cluster["broker"].unpause()
+    assert lost.exit_code == 1
+    assert b"did not answer through the broker" in lost.output
+
+
+def test_a_worker_whose_server_is_down_stands_by_and_its_own_queue_waits(send, pairs):
+    down, other = pairs["standin-a"], pairs["standin-b"]
+    assert control(down, "resume", "only-a")["queues"] == ["only-a", "terachem"]
+    down.standin.stop(timeout=5)
+    try:
+        # The first task worker-a takes finds its server down: worker-a stands by.
+        wait_for(lambda: (send(water(1.05)).get(timeout=60), control(down, "state")["queues"] == [])[1], 120,
+                 "worker-a to stand by", interval=0.5)
+        health = down.worker.exec_run(["terafleet-healthcheck"])
+        assert health.exit_code == 0 and b"standing by: server standin-a:11111 unavailable" in health.output
+        started = time.monotonic()
+        shared = [send(water(1.0 + i / 100)) for i in range(6)]
+        assert {r.get(timeout=60)["provenance"]["server"] for r in shared} == {other.server}
+        assert all(r.info["provenance"]["retries"] == 0 for r in shared), "no task bounced off worker-a"
+        assert time.monotonic() - started < 30
+        waiting = send(water(0.98), queue="only-a")
+        time.sleep(8)
+        assert waiting.state == "PENDING", "a task on the down server's own queue waits in the broker"
+    finally:
+        down.standin.start()
+    value = waiting.get(timeout=120)
+    assert value["provenance"]["server"] == down.server and value["provenance"]["retries"] == 0
+    assert control(down, "state")["queues"] == ["only-a", "terachem"]
+    assert control(down, "drain", "only-a")["queues"] == ["terachem"]
 
 
 def test_terafleet_submit_sends_an_xyz_file_and_prints_the_result(cluster, pairs, tmp_path):

@@ -108,3 +108,29 @@ def test_calls_wait_through_a_backend_outage(backend):
         container.unpause()
     worker.join(30)
     assert results == [1]
+
+
+def test_a_lease_lost_in_an_outage_is_taken_back_and_no_copy_runs_meanwhile(backend):
+    _, client = backend
+    task = secrets.token_hex(8)
+    first = book(client, task, "worker-a:1", lease=1.5).claim()
+    client.delete(f"terafleet:task:{task}:lease")  # as a Redis restart without the key would leave it
+    copy = book(client, task, "worker-b:1", lease=1.5)
+    assert copy.claim() is None, "a free lease with a run that never ended: wait a lease period"
+    time.sleep(2.0)  # the running one renews within a third of its lease, and takes it back
+    assert client.get(f"terafleet:task:{task}:lease").decode().startswith("worker-a:1:")
+    assert copy.claim() is None
+    first.end(hold=0, outcome="success")
+    assert copy.outcome() == "success"
+    later = copy.claim()
+    assert later is not None and later.lost == 0
+    later.end(hold=0)
+
+
+def test_a_failure_is_recorded_for_later_deliveries(backend):
+    _, client = backend
+    task = secrets.token_hex(8)
+    run = book(client, task, "worker-a:1").claim()
+    run.end(hold=0, outcome="CalculationError: TeraChem died 2 times running this input")
+    run.end(hold=0, outcome="success")  # only the first end counts
+    assert book(client, task, "worker-b:1").outcome() == "CalculationError: TeraChem died 2 times running this input"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from . import settings as _settings
+from .standby import StandbyStep
 
 SETTINGS = _settings.load()
 
@@ -30,3 +31,4 @@ app.conf.update(
     result_backend_always_retry=True,
     result_backend_max_retries=float("inf"),
 )
+app.steps["consumer"].add(StandbyStep)

@@ -16,6 +16,10 @@ UNITS = ("angstrom", "bohr")
 RESERVED_KEYWORDS = ("scrdir", "gpus", "gpuids", "coordinates", "run", "method", "basis", "charge", "spinmult",
                      "jobname")
 KEYWORD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+# Keywords the tcpb client turns into protobuf switches: true or false only.
+BOOLEAN_KEYWORDS = ("closed_shell", "restricted", "bond_order", "mo_output")
+# Keywords naming a file on the server: relative to the job, never outside it.
+FILE_KEYWORDS = ("guess", "orb1afile", "orb1bfile")
 MAX_KEYWORDS = 200
 MAX_KEYWORD_VALUE = 1000
 
@@ -98,7 +102,10 @@ def _flatten(geometry: Any) -> list[float]:
         flat.extend(item if isinstance(item, list) else [item])
     if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in flat):
         raise InputError(f"structure.geometry must hold numbers only, got {geometry!r}"[:300])
-    numbers = [float(x) for x in flat]
+    try:
+        numbers = [float(x) for x in flat]
+    except OverflowError:
+        raise InputError("structure.geometry holds a number too large for a coordinate") from None
     if not all(math.isfinite(x) for x in numbers):
         raise InputError("structure.geometry must hold finite numbers only (no NaN or Infinity)")
     return numbers
@@ -112,7 +119,10 @@ def _check_keywords(keywords: dict) -> None:
         if not isinstance(name, str) or not KEYWORD_NAME.match(name):
             raise InputError(f"keyword {str(name)[:70]!r} is not a keyword name (letters, digits, _)")
         if name.lower() in RESERVED_KEYWORDS:
-            raise InputError(f"keyword {name!r} is set by the farm or by the document's own fields; remove it")
+            raise InputError(f"keyword {name!r} is set by the farm or by the document's own fields (charge and "
+                             "multiplicity go in structure); remove it")
+        if name.lower() in BOOLEAN_KEYWORDS and not isinstance(value, bool):
+            raise InputError(f"keyword {name!r} must be true or false, got {value!r}"[:200])
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(f"keyword {name!r} must be a finite number, got {value!r}")
         if not isinstance(value, (str, int, float, bool)):
@@ -122,6 +132,9 @@ def _check_keywords(keywords: dict) -> None:
         if len(text) > MAX_KEYWORD_VALUE or not text.isprintable():
             raise InputError(f"keyword {name!r} must be one line of printable text of at most "
                              f"{MAX_KEYWORD_VALUE} characters")
+        if name.lower() in FILE_KEYWORDS and any(path.startswith("/") or ".." in path.split("/")
+                                                 for path in text.split()):
+            raise InputError(f"keyword {name!r} names files relative to the job's directory only, got {text!r}")
 
 
 def program_input(calc: dict):

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from . import server
+from . import server, standby
 from .settings import load
 
 log = logging.getLogger("terafleet-worker")
@@ -25,7 +25,7 @@ def wait_for_server(host: str, port: int, deadline: float, timeout: float) -> bo
             return True
         except server.ServerUnavailable as error:
             if time.monotonic() >= deadline:
-                log.warning("%s; starting the worker anyway, tasks will retry", error)
+                log.warning("%s; starting the worker, standing by until the server answers", error)
                 return False
             time.sleep(2)
 
@@ -40,8 +40,9 @@ def celery_argv(settings, extra: list[str]) -> list[str]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load()
-    wait_for_server(settings.server_host, settings.server_port, time.monotonic() + settings.server_wait,
-                    settings.status_timeout)
+    if not wait_for_server(settings.server_host, settings.server_port, time.monotonic() + settings.server_wait,
+                           settings.status_timeout):
+        standby.mark(settings.state_dir, f"{settings.server} did not answer before the worker started")
     argv = celery_argv(settings, sys.argv[1:])
     log.info("exec %s", " ".join(argv))
     sys.stdout.flush()

@@ -1,14 +1,15 @@
-"""Container health check: the worker answers through the broker, and so does its TeraChem server.
+"""Container health check: the worker answers through the broker.
 
-While the worker runs a task, that task holds the server's only client connection, so the server is
-not asked: the task's own STATUS polls prove it answers.
+The paired server's health is the server's own health check (a STATUS round-trip): a worker whose
+server is down is healthy while it stands by (standby.py), and restarting it would not bring the server
+back.
 """
 
 from __future__ import annotations
 
 import sys
 
-from . import server
+from . import standby
 from .app import SETTINGS, app
 
 
@@ -17,16 +18,16 @@ def check() -> str:
     if not replies or SETTINGS.worker_name not in replies:
         raise RuntimeError(f"worker {SETTINGS.worker_name} did not answer through the broker")
     active = replies[SETTINGS.worker_name]
-    if active:
-        return f"worker busy with {len(active)} task(s)"
-    busy = server.status(SETTINGS.server_host, SETTINGS.server_port, SETTINGS.status_timeout)
-    return f"worker idle, server {SETTINGS.server} {'busy' if busy else 'idle'}"
+    state = f"worker busy with {len(active)} task(s)" if active else "worker idle"
+    if standby.flag(SETTINGS.state_dir).exists():
+        state += f"; standing by: server {SETTINGS.server} unavailable"
+    return state
 
 
 def main() -> None:
     try:
         print(check())
-    except (RuntimeError, server.ServerUnavailable, OSError) as error:
+    except (RuntimeError, OSError) as error:
         print(f"unhealthy: {error}")
         sys.exit(1)
 

@@ -55,6 +55,10 @@ class Settings:
     # What one calculation may hold (chemistry.Limits).
     limits: Limits = field(default_factory=lambda: Limits(max_atoms=_int("TERAFLEET_MAX_ATOMS", 10000),
                                                           max_bytes=_int("TERAFLEET_MAX_INPUT_BYTES", 4 * 2**20)))
+    # Where the worker's processes leave marks for each other (standby.py), and how often a worker whose
+    # server is unavailable asks it again.
+    state_dir: Path = field(default_factory=lambda: Path(os.environ.get("TERAFLEET_STATE_DIR", "/tmp/terafleet")))
+    standby_interval: float = field(default_factory=lambda: _float("TERAFLEET_STANDBY_INTERVAL", 5.0))
     # How long the entry point waits for the server before starting Celery anyway.
     server_wait: float = field(default_factory=lambda: _float("TERAFLEET_SERVER_WAIT", 300.0))
     status_timeout: float = field(default_factory=lambda: _float("TERAFLEET_STATUS_TIMEOUT", 5.0))
@@ -77,7 +81,8 @@ def load() -> Settings:
                         ("TERAFLEET_MAX_LOST_RUNS", settings.max_lost_runs),
                         ("TERAFLEET_MAX_SERVER_CRASHES", settings.max_server_crashes),
                         ("TERAFLEET_MAX_ATOMS", settings.limits.max_atoms),
-                        ("TERAFLEET_MAX_INPUT_BYTES", settings.limits.max_bytes)):
+                        ("TERAFLEET_MAX_INPUT_BYTES", settings.limits.max_bytes),
+                        ("TERAFLEET_STANDBY_INTERVAL", settings.standby_interval)):
         if not value > 0:
             raise SystemExit(f"{name} must be above 0, got {value}")
     if not settings.queues:

@@ -7,8 +7,9 @@ import os
 import time
 
 from celery import Task, states
+from celery.exceptions import Ignore, Reject, Retry
 
-from . import chemistry, server
+from . import chemistry, server, standby
 from .app import SETTINGS, app
 from .ledger import Ledger, Run
 
@@ -60,19 +61,30 @@ def compute(self: Task, doc: dict) -> dict:
         log.info("task %s was delivered again after it succeeded; its stored result stands", self.request.id)
         return earlier
     book = ledger(self)
+    outcome = book.outcome()
+    if outcome is not None and outcome != "success":
+        name, message = outcome.split(": ", 1) if ": " in outcome else (outcome, outcome)
+        raise FAILURES.get(name, CalculationError)(f"{message} (an earlier run of this task; not run again)")
     first_try = book.first_try(time.time())
     run = book.claim()
     if run is None:
-        log.info("task %s is running elsewhere (its lease is held); looking again in %.0f s", self.request.id,
+        log.info("task %s is running elsewhere, or may be; looking again in %.0f s", self.request.id,
                  SETTINGS.lease_seconds)
-        raise self.retry(countdown=SETTINGS.lease_seconds)
+        # Sent again for later; nothing is stored for this delivery, so the other run's state stands.
+        self.retry(countdown=SETTINGS.lease_seconds, throw=False)
+        raise Ignore()
     try:
         if run.lost >= SETTINGS.max_lost_runs:
             raise WorkerLost(f"{run.lost} runs of this task ended with their worker process dying (killed, out "
                              "of memory or crashed); not run again")
-        return run_on_server(self, calc, program_input, book, run, first_try, started)
-    finally:
-        run.end(hold=SETTINGS.lease_seconds)  # a no-op where a retry gave the lease up already
+        result = run_on_server(self, calc, program_input, book, run, first_try, started)
+    except (Retry, Reject, Ignore):
+        raise  # a retry: the run gave its lease up before it was sent
+    except Exception as error:
+        run.end(hold=SETTINGS.lease_seconds, outcome=f"{type(error).__name__}: {error}")
+        raise
+    run.end(hold=SETTINGS.lease_seconds, outcome="success")
+    return result
 
 
 def run_on_server(task: Task, calc: dict, program_input, book: Ledger, run: Run, first_try: float,
@@ -103,6 +115,7 @@ def run_on_server(task: Task, calc: dict, program_input, book: Ledger, run: Run,
         countdown = min(SETTINGS.retry_backoff ** (task.request.retries + 1), SETTINGS.retry_backoff_max,
                         max(SETTINGS.unavailable_timeout - waited, 1.0))
         log.warning("server %s: %s; retry %d in %.1f s", SETTINGS.server, error, task.request.retries + 1, countdown)
+        standby.mark(SETTINGS.state_dir, f"{SETTINGS.server}: {error}")
         run.end(hold=0)  # the retry must find the lease free
         raise task.retry(countdown=countdown) from None
     except ValueError as error:
@@ -114,6 +127,9 @@ def run_on_server(task: Task, calc: dict, program_input, book: Ledger, run: Run,
     return {"energy": float(data.energy), "gradient": gradient, "calctype": calc["calctype"],
             "method": calc["method"], "basis": calc["basis"],
             "provenance": provenance(task, started, job_dir=str(output.provenance.scratch_dir or ""))}
+
+
+FAILURES = {error.__name__: error for error in (CalculationError, ServerBusy, WorkerLost)}
 
 
 @app.task(bind=True, name="terafleet.ping")

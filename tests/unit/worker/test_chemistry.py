@@ -56,6 +56,11 @@ def test_bohr_is_kept_and_flat_geometry_accepted():
     (with_(keywords={"levelshift": float("nan")}), "keyword 'levelshift' must be a finite number"),
     (with_(keywords={"guess": ["a", "b"]}), "keyword 'guess' must be a string, number or boolean, got list"),
     (with_(keywords={f"k{i}": 1 for i in range(201)}), "201 keywords, above the limit of 200"),
+    (with_(keywords={"charge": 1}), "(charge and multiplicity go in structure)"),
+    (with_(keywords={"restricted": "no"}), "keyword 'restricted' must be true or false, got 'no'"),
+    (with_(keywords={"guess": "/opt/terachem/license.key"}), "keyword 'guess' names files relative to the job"),
+    (with_(keywords={"orb1afile": "../../other/scr/c0"}), "keyword 'orb1afile' names files relative to the job"),
+    (with_(geometry=[[0, 0, 10**400], [0, 0, 1], [0, 1, 0]]), "a number too large for a coordinate"),
 ])
 def test_refusals(doc, message):
     with pytest.raises(InputError) as error:
@@ -73,7 +78,8 @@ def test_size_and_atom_limits():
 
 
 def test_plain_keywords_pass_unchanged():
-    keywords = {"convthre": 1e-6, "dftd": "d3", "precision": "double", "maxit": 200, "purify": False}
+    keywords = {"convthre": 1e-6, "dftd": "d3", "precision": "double", "maxit": 200, "purify": False,
+                "guess": "scr/ca0 scr/cb0", "restricted": False}
     assert validate(with_(keywords=keywords))["keywords"] == keywords
 
 
