@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import sys
 
+from kombu.exceptions import OperationalError
+
 from . import standby
 from .app import SETTINGS, app
 
 
 def check() -> str:
-    replies = app.control.inspect([SETTINGS.worker_name], timeout=3.0).active()
+    try:
+        replies = app.control.inspect([SETTINGS.worker_name], timeout=3.0).active()
+    except OperationalError as error:
+        raise RuntimeError(f"worker {SETTINGS.worker_name} did not answer through the broker: {error}") from None
     if not replies or SETTINGS.worker_name not in replies:
         raise RuntimeError(f"worker {SETTINGS.worker_name} did not answer through the broker")
     active = replies[SETTINGS.worker_name]
