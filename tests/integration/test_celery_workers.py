@@ -216,11 +216,12 @@ def test_drained_worker_finishes_its_calculation_takes_no_more_then_resumes(send
     wait_for(lambda: control(drained, "state")["active"] == 1, 60, "the calculation on the drained worker",
              interval=0.2)
     state = control(drained, "drain", "terachem", "only-a")
-    assert state == {"worker": drained.worker_name, "queues": [], "active": 1, "reserved": 0}
+    assert state == {"worker": drained.worker_name, "queues": [], "active": 1, "reserved": 0, "scheduled": 0}
     results = [send(water(1.0 + i / 100)) for i in range(6)]
     assert {r.get(timeout=120)["provenance"]["server"] for r in results} == {other.server}
     assert running.get(timeout=120)["provenance"]["server"] == drained.server
-    assert control(drained, "state") == {"worker": drained.worker_name, "queues": [], "active": 0, "reserved": 0}
+    assert control(drained, "state") == {"worker": drained.worker_name, "queues": [], "active": 0, "reserved": 0,
+                                         "scheduled": 0}
     assert control(drained, "resume", "terachem")["queues"] == ["terachem"]
     drained.control()
     control(other, "drain", "terachem")
@@ -228,6 +229,27 @@ def test_drained_worker_finishes_its_calculation_takes_no_more_then_resumes(send
         assert send(water(0.99)).get(timeout=120)["provenance"]["server"] == drained.server
     finally:
         control(other, "resume", "terachem")
+
+
+def test_a_drained_worker_restarts_drained_until_resumed(cluster, send, pairs):
+    drained, other = pairs["standin-a"], pairs["standin-b"]
+
+    def restart() -> None:
+        drained.worker.restart(timeout=30)
+        wait_for(lambda: len(cluster["app"].control.ping(destination=[drained.worker_name], timeout=1.0)) == 1,
+                 120, "the restarted worker", interval=1.0)
+
+    control(drained, "drain", "terachem")
+    try:
+        restart()
+        # Its one queue is drained: the new Celery process consumes nothing until it is resumed.
+        assert control(drained, "state")["queues"] == [], "the restarted worker took the drained queue"
+        results = [send(water(1.0 + i / 50)) for i in range(4)]
+        assert {r.get(timeout=120)["provenance"]["server"] for r in results} == {other.server}
+    finally:
+        assert control(drained, "resume", "terachem")["queues"] == ["terachem"]
+    restart()
+    assert control(drained, "state")["queues"] == ["terachem"], "the resume was not kept"
 
 
 def test_worker_control_refuses_a_command_without_queues(pairs):

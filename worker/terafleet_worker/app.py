@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from . import settings as _settings
+from .hold import HeldQueuesStep
 from .standby import StandbyStep
 
 SETTINGS = _settings.load()
@@ -31,4 +32,5 @@ app.conf.update(
     result_backend_always_retry=True,
     result_backend_max_retries=float("inf"),
 )
+app.steps["consumer"].add(HeldQueuesStep)
 app.steps["consumer"].add(StandbyStep)

@@ -1,9 +1,12 @@
 """Drain and resume this worker from inside its container, for rolling updates.
 
 `drain QUEUE...` stops the worker taking calculations from those queues (Celery's cancel_consumer); the
-calculation it runs finishes. `resume QUEUE...` takes them up again (add_consumer). `state` prints, as
-JSON, the queues the worker consumes and its active and reserved calculations. Every command addresses
-only this worker, by its own name, and fails if the worker does not answer through the broker.
+calculation it runs finishes. The drain is recorded in the result backend (hold.py), so the worker, and
+a container that replaces it, starts without those queues until `resume QUEUE...` takes them up again
+(add_consumer) and forgets the drain. `state` prints, as JSON, the queues the worker consumes and its
+active, reserved and scheduled (ETA, countdown) calculations. Every command addresses only this worker,
+by its own name, and fails if the worker does not answer through the broker or the drain cannot be
+recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import json
 import sys
 import time
 
+from redis.exceptions import RedisError
+
+from . import hold
 from .app import SETTINGS, app
 
 REPLY_TIMEOUT = 5.0
@@ -52,7 +58,8 @@ def state() -> dict:
     inspector = app.control.inspect([SETTINGS.worker_name], timeout=REPLY_TIMEOUT)
     queues = [q["name"] for q in _reply(inspector.active_queues())]
     return {"worker": SETTINGS.worker_name, "queues": sorted(queues),
-            "active": len(_reply(inspector.active())), "reserved": len(_reply(inspector.reserved()))}
+            "active": len(_reply(inspector.active())), "reserved": len(_reply(inspector.reserved())),
+            "scheduled": len(_reply(inspector.scheduled()))}
 
 
 def settled_state(queues: list[str], consume: bool) -> dict:
@@ -76,11 +83,21 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "state":
             print(json.dumps(state()))
+        elif args.command == "drain":
+            # Recorded first: a worker restarted between the two steps starts drained.
+            hold.hold(hold.client(SETTINGS.result_backend), SETTINGS.worker_name, args.queues)
+            set_consuming(args.queues, False)
+            print(json.dumps(settled_state(args.queues, False)))
         else:
-            set_consuming(args.queues, args.command == "resume")
-            print(json.dumps(settled_state(args.queues, args.command == "resume")))
+            set_consuming(args.queues, True)
+            hold.release(hold.client(SETTINGS.result_backend), SETTINGS.worker_name, args.queues)
+            print(json.dumps(settled_state(args.queues, True)))
     except NoReply as error:
         print(f"terafleet-worker-control: {error}", file=sys.stderr)
+        sys.exit(69)
+    except (RedisError, OSError) as error:
+        print(f"terafleet-worker-control: cannot record the {args.command} in the result backend: {error}",
+              file=sys.stderr)
         sys.exit(69)
 
 

@@ -13,7 +13,7 @@ def states(*queue_lists):
     def state():
         nonlocal last
         last = next(answers, last)
-        return {"worker": "terachem@node-gpu0", "queues": list(last), "active": 0, "reserved": 0}
+        return {"worker": "terachem@node-gpu0", "queues": list(last), "active": 0, "reserved": 0, "scheduled": 0}
     return state
 
 
