@@ -55,6 +55,39 @@ class ServingMonitor:
             self.stop.wait(1.0)
 
 
+SHARED = "terachem"
+
+
+def own_queue(gpu_node: str, gpu_set: str) -> str:
+    return f"terachem.{gpu_node}.{gpu_set}"
+
+
+@dataclass
+class ConsumerMonitor:
+    """Samples, about twice a second, how many consumers the broker counts on the shared queue and on each
+    worker's own queue (a passive queue.declare answers with the count)."""
+
+    app: object
+    samples: list = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def queues(self) -> list[str]:
+        return [SHARED] + [own_queue(gpu_node, gpu_set) for gpu_node in GPU_NODES for gpu_set in SETS]
+
+    def run(self) -> None:
+        with self.app.connection_for_read() as connection:
+            channel = connection.channel()
+            while not self.stop.is_set():
+                counts = {queue: channel.queue_declare(queue=queue, passive=True).consumer_count
+                          for queue in self.queues}
+                self.samples.append((time.monotonic(), counts))
+                self.stop.wait(0.5)
+
+    def shared_consumers(self) -> int:
+        return self.samples[-1][1][SHARED]
+
+
 def in_background(target) -> threading.Thread:
     thread = threading.Thread(target=target, daemon=True)
     thread.start()

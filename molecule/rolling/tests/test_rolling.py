@@ -4,6 +4,7 @@ serving, every container on the new images, none left drained; --limit; a node l
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from terachem_standin.backends import BOHR_PER_ANGSTROM
 
-from conftest import GPU_NODES, SETS, Producer, ServingMonitor, in_background
+from conftest import GPU_NODES, SETS, SHARED, ConsumerMonitor, Producer, ServingMonitor, in_background, own_queue
 from polling import wait_for
 from scenario import control, expected_energy, inspect, node, playbook, start_playbook, water
 
@@ -21,6 +22,9 @@ testinfra_hosts = ["ansible://tf-ro-head"]
 REGISTRY = "registry:5000/terafleet"
 RELEASE = {tag: ["-e", f"terachem_image={REGISTRY}/standin:{tag}", "-e", f"celery_worker_image={REGISTRY}/worker:{tag}"]
            for tag in ("latest", "v2")}
+# How long a node's servers stay down in the outage test: past the two minutes that counted retries gave
+# a task; TERAFLEET_OUTAGE_SECONDS=600 runs the ten-minute outage.
+OUTAGE_SECONDS = int(os.environ.get("TERAFLEET_OUTAGE_SECONDS", "150"))
 FINISHED_JOBS = ("for d in /lstor/terafleet/scratch/*/server_*/job_*; do "
                  "grep -qx 'Job finished' \"$d/tc.out\" 2>/dev/null && sed -n 3p \"$d/geom.xyz\"; done; true")
 
@@ -47,8 +51,9 @@ def containers(gpu_node: str) -> dict[str, dict]:
 
 def test_rolling_update_under_load_loses_nothing_and_keeps_a_node_serving(celery_app, compute):
     monitor = ServingMonitor(celery_app)
+    consumers = ConsumerMonitor(celery_app)
     producer = Producer(compute, period=1.0, first_scale=1.0)
-    threads = [in_background(monitor.run), in_background(producer.run)]
+    threads = [in_background(monitor.run), in_background(consumers.run), in_background(producer.run)]
     time.sleep(5)
     started = time.monotonic()
     result = playbook("rolling_update.yml", *RELEASE["v2"], timeout=1500)
@@ -56,6 +61,7 @@ def test_rolling_update_under_load_loses_nothing_and_keeps_a_node_serving(celery
     time.sleep(5)
     producer.stop.set()
     monitor.stop.set()
+    consumers.stop.set()
     for thread in threads:
         thread.join(timeout=30)
     assert result.returncode == 0, result.stdout[-5000:]
@@ -84,6 +90,28 @@ def test_rolling_update_under_load_loses_nothing_and_keeps_a_node_serving(celery
             assert info["Config"]["Labels"]["org.terafleet.release"] == "v2"
         for gpu_set in SETS:
             assert "terachem" in worker_state(gpu_node, gpu_set)["queues"], f"{gpu_node} {gpu_set} left drained"
+    assert_new_workers_took_only_their_own_queue_until_resumed(consumers.samples)
+
+
+def assert_new_workers_took_only_their_own_queue_until_resumed(samples: list) -> None:
+    """From the broker's consumer counts: while a node's workers are replaced, the shared queue keeps the
+    drained count until the node is resumed after its gate, and each new worker consumed its own queue
+    before that."""
+    everyone = len(GPU_NODES) * len(SETS)
+    assert len(samples) >= 20 and samples[0][1][SHARED] == everyone, samples[:3]
+    for gpu_node in GPU_NODES:
+        own = [own_queue(gpu_node, gpu_set) for gpu_set in SETS]
+        replaced = next((i for i, (_, counts) in enumerate(samples) if any(counts[q] == 0 for q in own)), None)
+        assert replaced is not None, f"{gpu_node}'s workers were never seen replaced"
+        resumed = next((i for i in range(replaced, len(samples)) if samples[i][1][SHARED] > everyone - len(SETS)),
+                       len(samples))
+        window = samples[replaced:resumed]
+        assert all(counts[SHARED] <= everyone - len(SETS) for _, counts in window)
+        assert resumed < len(samples), f"{gpu_node} was never resumed"
+        held = [at for at, counts in window if all(counts[q] == 1 for q in own)]
+        # Each new worker consumed its own queue (the gate's calculation went through it) before any of
+        # the node's workers took the shared queue again.
+        assert held and samples[resumed][0] - held[0] >= 0.5, (gpu_node, window[-5:], samples[resumed])
 
 
 def test_status_reports_a_drained_worker(tmp_path):
@@ -119,6 +147,81 @@ def test_limit_updates_only_the_named_node(compute):
     docs = [water(1.1 + i * 1e-4) for i in range(4)]
     for doc, outcome in [(doc, compute.apply_async(args=[doc], queue="terachem")) for doc in docs]:
         assert outcome.get(timeout=120)["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
+
+
+def test_a_node_whose_servers_are_down_keeps_its_own_queue_while_the_other_serves_the_shared(compute):
+    down, other = GPU_NODES
+    host = node(down)
+    workers_started = {gpu_set: inspect(host, f"worker-{gpu_set}")["State"]["StartedAt"] for gpu_set in SETS}
+    servers = " ".join(f"terachem-{gpu_set}" for gpu_set in SETS)
+    host.check_output(f"docker stop --time 10 {servers}")
+    stopped_at = time.monotonic()
+    try:
+        own = [(gpu_set, doc, compute.apply_async(args=[doc], queue=own_queue(down, gpu_set)))
+               for gpu_set, doc in zip(SETS, (water(1.41), water(1.42)), strict=True)]
+        shared = [(doc, compute.apply_async(args=[doc], queue=SHARED)) for doc in (water(1.43 + i / 100)
+                                                                                  for i in range(6))]
+        for doc, outcome in shared:
+            value = outcome.get(timeout=max(OUTAGE_SECONDS - 20, 30))
+            assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
+            assert value["provenance"]["node"] == other
+        assert time.monotonic() - stopped_at < OUTAGE_SECONDS, "the shared queue was not served during the outage"
+        time.sleep(max(OUTAGE_SECONDS - (time.monotonic() - stopped_at), 0))
+        # Waiting, not failed: the wait is budgeted in time (celery_worker_unavailable_timeout, 6 h).
+        assert not any(outcome.ready() for _, _, outcome in own), [outcome.state for _, _, outcome in own]
+    finally:
+        host.check_output(f"docker start {servers}")
+    for gpu_set, doc, outcome in own:
+        value = outcome.get(timeout=300)
+        assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
+        assert (value["provenance"]["node"], value["provenance"]["gpu_set"]) == (down, gpu_set)
+    # The workers stood by: healthy, not restarted, taking the shared queue again.
+    for gpu_set in SETS:
+        assert inspect(host, f"worker-{gpu_set}")["State"]["StartedAt"] == workers_started[gpu_set]
+        wait_for(lambda gpu_set=gpu_set: SHARED in worker_state(down, gpu_set)["queues"], 60,
+                 f"worker-{gpu_set} to take the shared queue again")
+
+
+def test_a_release_that_fails_the_gate_takes_no_shared_work_and_reports_its_own_error(celery_app):
+    gpu_node = GPU_NODES[0]
+    consumers = ConsumerMonitor(celery_app)
+    thread = in_background(consumers.run)
+    wait_for(lambda: consumers.samples, 30, "the first consumer count")
+    everyone = consumers.shared_consumers()
+    assert everyone == len(GPU_NODES) * len(SETS)
+    control(gpu_node, SETS[0], crash_on_start=True)
+    try:
+        result = playbook("rolling_update.yml", "--limit", gpu_node, *RELEASE["latest"],
+                          "-e", "rolling_update_gate_timeout=30", timeout=900)
+        assert result.returncode != 0, result.stdout[-5000:]
+        failure = re.search(rf"{gpu_node}: rolling update failed at (.*)", result.stdout)
+        assert failure, result.stdout[-5000:]
+        assert failure[1].startswith("'Check that every server is healthy': not healthy 30 s after the update"), \
+            failure[1]
+        assert f"terachem-{SETS[0]} " in failure[1] and f"terachem-{SETS[1]} " not in failure[1], failure[1]
+        assert "Could not resume" not in failure[1], failure[1]
+        workers = ", ".join(f"worker-{gpu_set}" for gpu_set in SETS)
+        assert f"take only their own queues until rolling_update.yml passes or terafleet-worker-control " \
+               f"resume: {workers}." in " ".join(failure[1].split()), failure[1]
+        # The new worker whose server is healthy answers, on its own queue only; the shared queue keeps
+        # the other node's consumers alone.
+        assert worker_state(gpu_node, SETS[1])["queues"] == [own_queue(gpu_node, SETS[1])]
+        time.sleep(3)
+        assert all(counts[SHARED] == everyone - len(SETS) for _, counts in consumers.samples[-5:]), \
+            consumers.samples[-5:]
+    finally:
+        consumers.stop.set()
+        thread.join(timeout=30)
+        control(gpu_node, SETS[0])
+        host = node(gpu_node)
+        host.run(f"/usr/local/sbin/terafleet-watchdog --reset terachem-{SETS[0]}; docker start terachem-{SETS[0]}")
+    wait_for(lambda: inspect(node(gpu_node), f"terachem-{SETS[0]}")["State"]["Health"]["Status"] == "healthy",
+             180, "the server back")
+    wait_for(lambda: node(gpu_node).run(f"docker exec worker-{SETS[0]} terafleet-worker-control state").rc == 0,
+             360, "its worker back")
+    for gpu_set in SETS:
+        resumed = node(gpu_node).check_output(f"docker exec worker-{gpu_set} terafleet-worker-control resume terachem")
+        assert "terachem" in json.loads(resumed.splitlines()[-1])["queues"]
 
 
 def test_node_lost_mid_update_stops_the_play_and_the_other_node_keeps_serving(celery_app, compute):
