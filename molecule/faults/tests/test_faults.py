@@ -1,5 +1,6 @@
-"""The cron checks against real faults: a filling $LSTOR, a frozen TeraChem server, a crash loop, and a
-broker that stops while a server computes."""
+"""The cron checks and the workers against real faults: a filling $LSTOR, a frozen TeraChem server, a
+crash loop a converge clears, a server stopped on purpose, a broker that stops or restarts while a
+server computes, and a calculation that kills its worker process."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from polling import wait_for  # noqa: E402
-from scenario import broker_fixtures, expected_energy, inspect, node, server_pid, water  # noqa: E402
+from scenario import broker_fixtures, expected_energy, inspect, node, playbook, server_pid, water  # noqa: E402
 
 testinfra_hosts = ["ansible://tf-fa-gpu1"]
 SCRATCH = "/lstor/terafleet/scratch/tf-fa-gpu1-gpu0"
@@ -138,6 +139,88 @@ def test_broker_stopped_mid_calculation_nothing_is_restarted_and_the_result_arri
     time.sleep(20)
     assert result.state == "SUCCESS"
     assert jobs_run(host) == jobs + 1, "the calculation ran exactly once"
+
+
+def test_broker_restarted_mid_calculation_every_task_is_stored_once_as_success(host, compute):
+    head = node("tf-fa-head")
+    control(host, "gpu0", job_seconds=15)
+    jobs = jobs_run(host)
+    docs = [water(1.04 + i / 100) for i in range(2)]
+    # One server: the second waits in the broker while the first computes; both are unacknowledged when
+    # RabbitMQ restarts, and the first is delivered again while it still runs.
+    results = [compute.apply_async(args=[doc], queue="terachem.tf-fa-gpu1.gpu0") for doc in docs]
+    wait_for(lambda: results[0].state == "STARTED", 60, "the first calculation to start")
+    head.check_output("docker restart --time 10 terafleet-rabbitmq")
+    try:
+        values = [result.get(timeout=300) for result in results]
+    finally:
+        control(host, "gpu0")
+    for doc, value in zip(docs, values, strict=True):
+        assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
+    time.sleep(20)  # a redelivered copy that computed would show as a third job
+    assert [result.state for result in results] == ["SUCCESS", "SUCCESS"]
+    assert jobs_run(host) == jobs + 2, "each task must run exactly once"
+
+
+def test_a_calculation_that_kills_its_worker_process_fails_after_two_deliveries(host, compute):
+    control(host, "gpu0", job_seconds=30)
+    server_started = inspect(host, "terachem-gpu0")["State"]["StartedAt"]
+    jobs = jobs_run(host)
+    result = compute.apply_async(args=[water(1.06)], queue="terachem.tf-fa-gpu1.gpu0")
+    try:
+        for run in (1, 2):
+            wait_for(lambda run=run: jobs_run(host) == jobs + run, 120, f"run {run} of the task", interval=0.5)
+            # As an out-of-memory kill does: the pool process dies, Celery's main process (PID 1) lives on.
+            host.check_output("docker exec worker-gpu0 sh -c 'kill -9 $(cat /proc/1/task/*/children)'")
+        with pytest.raises(Exception) as error:
+            result.get(timeout=180)
+    finally:
+        control(host, "gpu0")
+    assert type(error.value).__name__ == "WorkerLost"
+    assert "2 runs of this task ended with their worker process dying" in str(error.value)
+    time.sleep(10)
+    assert jobs_run(host) == jobs + 2, "no third delivery ran"
+    # The set stays in service: its server was not restarted, and it computes the next calculation.
+    wait_for(lambda: inspect(host, "terachem-gpu0")["State"]["Health"]["Status"] == "healthy", 90, "healthy")
+    assert inspect(host, "terachem-gpu0")["State"]["StartedAt"] == server_started
+    doc = water(1.07)
+    value = compute.apply_async(args=[doc], queue="terachem.tf-fa-gpu1.gpu0").get(timeout=180)
+    assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
+
+
+def test_a_server_stopped_on_purpose_is_left_stopped(host):
+    host.check_output("docker stop --time 10 terachem-gpu0")
+    try:
+        verdicts = json.loads(host.check_output(cron_command(host, WATCHDOG_CRON) + " --json").splitlines()[-1])
+        assert verdicts["terachem-gpu0"] in ("left stopped (docker stop: Docker restarts a crash itself)",
+                                             "left stopped (exited 0: stopped on purpose)"), verdicts
+        time.sleep(8)
+        assert inspect(host, "terachem-gpu0")["State"]["Running"] is False, "the watchdog undid the stop"
+    finally:
+        host.check_output("docker start terachem-gpu0")
+    wait_for(lambda: inspect(host, "terachem-gpu0")["State"]["Health"]["Status"] == "healthy", 90, "healthy")
+
+
+def test_a_converge_clears_the_crash_loop_and_the_server_is_watched_again(host):
+    watchdog = cron_command(host, WATCHDOG_CRON)
+    assert json.loads(host.check_output(watchdog + " --json").splitlines()[-1])["terachem-gpu1"] == \
+        "left stopped (crash loop)", "test_crash_loop_is_reported_and_left_stopped runs first"
+    control(host, "gpu1")  # the cause fixed
+    result = playbook("site.yml", timeout=900)
+    assert result.returncode == 0, result.stdout[-5000:]
+    server = inspect(host, "terachem-gpu1")
+    assert server["State"]["Running"] and server["HostConfig"]["RestartPolicy"]["Name"] != "no"
+    wait_for(lambda: inspect(host, "terachem-gpu1")["State"]["Health"]["Status"] == "healthy", 90, "healthy")
+    verdicts = json.loads(host.check_output(watchdog + " --json").splitlines()[-1])
+    assert verdicts["terachem-gpu1"] == "ok", verdicts
+    # Watched again: a hang is restarted, not left as part of the old loop.
+    started = inspect(host, "terachem-gpu1")["State"]["StartedAt"]
+    host.check_output(f"kill -STOP {server_pid(host, 'terachem-gpu1')}")
+    wait_for(lambda: inspect(host, "terachem-gpu1")["State"]["Health"]["Status"] == "unhealthy", 60, "unhealthy")
+    verdicts = json.loads(host.check_output(watchdog + " --stop-timeout 3 --json").splitlines()[-1])
+    assert verdicts["terachem-gpu1"] == "restarted (unhealthy)", verdicts
+    assert inspect(host, "terachem-gpu1")["State"]["StartedAt"] != started
+    wait_for(lambda: inspect(host, "terachem-gpu1")["State"]["Health"]["Status"] == "healthy", 60, "healthy again")
 
 
 @pytest.fixture(autouse=True, scope="module")
