@@ -65,8 +65,10 @@ def test_rolling_update_under_load_loses_nothing_and_keeps_a_node_serving(celery
     for thread in threads:
         thread.join(timeout=30)
     assert result.returncode == 0, result.stdout[-5000:]
+    report = " ".join(result.stdout.split())  # the YAML callback wraps long messages
     for gpu_node in GPU_NODES:
-        assert re.search(rf"{gpu_node} updated in [0-9.]+ s, of which [0-9.]+ s waiting", result.stdout)
+        assert re.search(rf"{gpu_node} updated in [0-9.]+ s, of which [0-9.]+ s waiting for running calculations; "
+                         r"its images came in [0-9.]+ s before the drain", report), result.stdout[-3000:]
 
     values = [(doc, outcome.get(timeout=300)) for doc, outcome in producer.submitted]
     assert len(values) >= 20, f"only {len(values)} calculations were submitted during the update"
