@@ -80,10 +80,10 @@ class HeldQueuesStep(bootsteps.StartStopStep):
 
         from .app import SETTINGS
 
-        names = read_at_start(lambda: held(client(SETTINGS.result_backend), SETTINGS.worker_name),
-                              time.monotonic() + START_TIMEOUT, (redis.RedisError, OSError))
-        consumed = [queue.name for queue in c.task_consumer.queues]
-        dropped = [name for name in consumed if names and name in names]
+        backend = client(SETTINGS.result_backend)
+        names = read_at_start(lambda: held(backend, SETTINGS.worker_name), time.monotonic() + START_TIMEOUT,
+                              (redis.RedisError, OSError)) or set()
+        dropped = [queue.name for queue in c.task_consumer.queues if queue.name in names]
         for name in dropped:
             c.app.amqp.queues.deselect(name)
             c.task_consumer.cancel_by_queue(name)
