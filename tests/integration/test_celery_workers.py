@@ -202,6 +202,32 @@ def test_calculation_error_on_the_server_comes_back_with_its_message(send, pairs
     assert math.isclose(value["energy"], CRAWFORD_STO3G_ENERGY, abs_tol=1e-6)
 
 
+def test_an_input_that_crashes_its_server_twice_fails_and_leaves_a_mark_for_the_watchdog(send, pairs):
+    pair = pairs["standin-chem"]
+    pair.control(crash_mid_job=True, job_seconds=1)
+    pair.standin.reload()
+    restarts = pair.standin.attrs["RestartCount"]
+    result = send(water(1.02), queue="chemistry")
+    with pytest.raises(Exception) as error:
+        result.get(timeout=120)
+
+    def running() -> bool:
+        pair.standin.reload()
+        return pair.standin.status == "running"
+    wait_for(running, 30, "the stand-in's restart")
+    pair.control()
+    assert type(error.value).__name__ == "CalculationError"
+    assert "TeraChem died 2 times running this input" in str(error.value)
+    pair.standin.reload()
+    assert pair.standin.attrs["RestartCount"] == restarts + 2
+    mark = pair.worker.exec_run(["cat", f"/tmp/terafleet/input-crashes/{result.id}.json"])
+    assert mark.exit_code == 0, mark.output
+    assert json.loads(mark.output) | {"time": 0} == {"task": result.id, "server": pair.server, "crashes": 2,
+                                                     "time": 0, "message": str(error.value)}
+    value = send(water(), queue="chemistry").get(timeout=120)
+    assert math.isclose(value["energy"], CRAWFORD_STO3G_ENERGY, abs_tol=1e-6)
+
+
 def control(pair, *argv: str) -> dict:
     result = pair.worker.exec_run(["terafleet-worker-control", *argv])
     assert result.exit_code == 0, result.output

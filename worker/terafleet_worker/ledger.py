@@ -120,6 +120,11 @@ class Ledger:
             return int(self.client.scard(key))
         return self.call(add)
 
+    def events(self, what: str) -> set[str]:
+        """The events recorded among this task's `what` (see count)."""
+        members = self.call(lambda: self.client.smembers(f"{self.entry_key}:{what}"))
+        return {member.decode() if isinstance(member, bytes) else member for member in members}
+
     def claim(self) -> Run | None:
         """The lease for a run of this task, or None while another run holds it."""
         lost = int(self.call(lambda: self.client.eval(CLAIM, 4, self.lease_key, self.started_key, self.ended_key,

@@ -9,7 +9,7 @@ import time
 from celery import Task, states
 from celery.exceptions import Ignore, Reject, Retry
 
-from . import chemistry, server, standby
+from . import chemistry, input_crashes, server, standby
 from .app import SETTINGS, app
 from .ledger import Ledger, Run
 
@@ -105,8 +105,13 @@ def run_on_server(task: Task, calc: dict, program_input, book: Ledger, run: Run,
             # The server took the job and went away during it: it crashed, maybe on this input.
             crashes = book.count("server_crashes", f"{SETTINGS.server}:{job_dir}")
             if crashes >= SETTINGS.max_server_crashes:
-                raise CalculationError(f"TeraChem died {crashes} times running this input (last on "
-                                       f"{SETTINGS.server}, job {job_dir}); not tried again") from None
+                message = (f"TeraChem died {crashes} times running this input (last on {SETTINGS.server}, job "
+                           f"{job_dir}); not tried again")
+                # The crashes were the input's: the watchdog must not count them toward this set's crash loop.
+                here = sum(1 for event in book.events("server_crashes")
+                           if event.startswith(f"{SETTINGS.server}:"))
+                input_crashes.mark(SETTINGS.state_dir, task.request.id, SETTINGS.server, here, message)
+                raise CalculationError(message) from None
         waited = time.time() - first_try
         if waited >= SETTINGS.unavailable_timeout:
             raise ServerBusy(f"TeraChem on {SETTINGS.server} still unavailable {waited:.0f} s after the first "

@@ -1,6 +1,6 @@
 """The cron checks and the workers against real faults: a filling $LSTOR, a frozen TeraChem server, a
 crash loop a converge clears, a server stopped on purpose, a broker that stops or restarts while a
-server computes, and a calculation that kills its worker process."""
+server computes, a calculation that kills its worker process, and inputs that crash their server."""
 
 from __future__ import annotations
 
@@ -184,6 +184,41 @@ def test_a_calculation_that_kills_its_worker_process_fails_after_two_deliveries(
     wait_for(lambda: inspect(host, "terachem-gpu0")["State"]["Health"]["Status"] == "healthy", 90, "healthy")
     assert inspect(host, "terachem-gpu0")["State"]["StartedAt"] == server_started
     doc = water(1.07)
+    value = compute.apply_async(args=[doc], queue="terachem.tf-fa-gpu1.gpu0").get(timeout=180)
+    assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
+
+
+def test_inputs_that_crash_their_server_fail_and_do_not_count_toward_its_crash_loop(host, compute):
+    watchdog = cron_command(host, WATCHDOG_CRON)
+    host.check_output(watchdog + " --json")  # the watchdog's count before the crashes
+    restarts = inspect(host, "terachem-gpu0")["RestartCount"]
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    control(host, "gpu0", crash_mid_job=True, job_seconds=1)
+    try:
+        results = []
+        for scale in (1.08, 1.09):
+            result = compute.apply_async(args=[water(scale)], queue="terachem.tf-fa-gpu1.gpu0")
+            with pytest.raises(Exception) as error:
+                result.get(timeout=180)
+            assert type(error.value).__name__ == "CalculationError"
+            assert "TeraChem died 2 times running this input" in str(error.value)
+            results.append(result.id)
+    finally:
+        control(host, "gpu0")
+    # Four restarts, over the cron entry's --max-restarts 3, all caused by the two inputs.
+    assert inspect(host, "terachem-gpu0")["RestartCount"] == restarts + 4
+    wait_for(lambda: inspect(host, "terachem-gpu0")["State"]["Health"]["Status"] == "healthy", 90, "healthy")
+    verdicts = json.loads(host.check_output(watchdog + " --json").splitlines()[-1])
+    assert verdicts["terachem-gpu0"] == "ok", verdicts
+    state = json.loads(host.file("/var/lib/terafleet/watchdog.json").content_string)["terachem-gpu0"]
+    assert sorted(state["forgiven"]) == sorted(results) and not state["stopped_for_crash_loop"]
+    server = inspect(host, "terachem-gpu0")
+    assert server["State"]["Running"] and server["HostConfig"]["RestartPolicy"]["Name"] != "no"
+    journal = host.check_output(f"journalctl --no-pager -t terafleet-watchdog --since {shlex.quote(since)}")
+    for task in results:
+        assert f"2 restart(s) caused by the input of task {task}" in journal
+    assert "crash loop" not in journal.replace("not counted toward a crash loop", "")
+    doc = water(1.10)
     value = compute.apply_async(args=[doc], queue="terachem.tf-fa-gpu1.gpu0").get(timeout=180)
     assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
 

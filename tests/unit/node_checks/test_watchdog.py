@@ -229,3 +229,70 @@ def test_pause_and_resume_from_the_command_line(tmp_path, capsys):
     assert watchdog.main(["--state-file", str(state), "--resume"]) == 0
     assert not (tmp_path / "watchdog.pause").exists()
     assert "paused for 60 s" in capsys.readouterr().out
+
+
+def paired_worker(server, pid, state_dir=None):
+    made = container(f"worker-{server.split('-', 1)[1]}", role="worker", pid=pid)
+    made["Config"]["Labels"]["org.terafleet.server"] = server
+    made["Config"]["Env"] = [f"TERAFLEET_STATE_DIR={state_dir}"] if state_dir else []
+    return made
+
+
+def leave_mark(proc, pid, task, crashes, when, state_dir="tmp/terafleet"):
+    folder = proc / str(pid) / "root" / state_dir / "input-crashes"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{task}.json").write_text(json.dumps({"task": task, "server": "terachem-gpu0:11111",
+                                                     "crashes": crashes, "time": when, "message": "died"}))
+
+
+def test_restarts_an_input_caused_do_not_count_toward_a_crash_loop(dog, tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "31").mkdir(parents=True)
+    pairs = [paired_worker("terachem-gpu0", 31), paired_worker("terachem-gpu1", 32)]
+    made, _ = dog([container("terachem-gpu0"), container("terachem-gpu1"), *pairs], now=1000.0)
+    made.run()
+    # Two inputs crashed terachem-gpu0 twice each: four restarts, over the limit of three.
+    leave_mark(proc, 31, "task-a", 2, 1005.0)
+    leave_mark(proc, 31, "task-b", 2, 1010.0)
+    made, fake = dog([container("terachem-gpu0", restarts=4), container("terachem-gpu1", restarts=4), *pairs],
+                     now=1012.0)
+    results = made.run()
+    assert results["terachem-gpu0"] == "ok"
+    assert results["terachem-gpu1"] == "stopped: crash loop", "another server's marks are not its own"
+    state = json.loads((tmp_path / "watchdog.json").read_text())
+    assert state["terachem-gpu0"]["restarts"] == [] and sorted(state["terachem-gpu0"]["forgiven"]) == [
+        "task-a", "task-b"]
+    # A mark is taken off once: one more crash counts.
+    made, _ = dog([container("terachem-gpu0", restarts=5), *pairs], now=1020.0)
+    made.run()
+    assert len(json.loads((tmp_path / "watchdog.json").read_text())["terachem-gpu0"]["restarts"]) == 1
+
+
+def test_a_mark_read_before_dockers_restart_is_counted_leaves_a_credit(dog, tmp_path):
+    proc = tmp_path / "proc"
+    pairs = [paired_worker("terachem-gpu0", 31, state_dir="/var/tmp/tf")]
+    dog([container("terachem-gpu0"), *pairs], now=1000.0)[0].run()
+    leave_mark(proc, 31, "task-a", 2, 1004.0, state_dir="var/tmp/tf")
+    dog([container("terachem-gpu0", restarts=1), *pairs], now=1005.0)[0].run()
+    state = json.loads((tmp_path / "watchdog.json").read_text())["terachem-gpu0"]
+    assert state["restarts"] == [] and state["credits"] == [1004.0]
+    dog([container("terachem-gpu0", restarts=2), *pairs], now=1010.0)[0].run()
+    state = json.loads((tmp_path / "watchdog.json").read_text())["terachem-gpu0"]
+    assert state["restarts"] == [] and state["credits"] == []
+
+
+def test_marks_that_are_old_odd_or_not_files_take_nothing_off(dog, tmp_path):
+    proc = tmp_path / "proc"
+    pairs = [paired_worker("terachem-gpu0", 31)]
+    dog([container("terachem-gpu0"), *pairs], now=1000.0)[0].run()
+    leave_mark(proc, 31, "before-this-container", 2, 900.0)
+    folder = proc / "31" / "root" / "tmp" / "terafleet" / "input-crashes"
+    (folder / "garbage.json").write_text("{not json")
+    (folder / "missing.json").write_text(json.dumps({"task": "x", "time": 1001.0}))
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"task": "y", "crashes": 2, "time": 1001.0}))
+    (folder / "link.json").symlink_to(tmp_path / "elsewhere.json")
+    leave_mark(proc, 31, "greedy", 50, 1002.0)
+    made, _ = dog([container("terachem-gpu0", restarts=6), *pairs], now=1003.0)
+    assert made.run()["terachem-gpu0"] == "stopped: crash loop"
+    state = json.loads((tmp_path / "watchdog.json").read_text())["terachem-gpu0"]
+    assert list(state["forgiven"]) == ["greedy"] and len(state["restarts"]) == 3  # 6 less at most 3
