@@ -11,6 +11,8 @@ Docker; health checks and watchdog at their defaults), then:
   - SIGSTOPs a server and times until a new one answers (health check -> unhealthy -> cron watchdog;
     target <= 60 s).
 Usage: bench/operations.py [--keep] [--json FILE]   (needs Docker, bin/build-images, the venv)
+BENCH_PLAYBOOK_LOG=FILE keeps the rolling update's playbook output (with
+ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks, its time per task).
 """
 
 from __future__ import annotations
@@ -106,12 +108,21 @@ def rolling_update(inventory: Path, app, compute) -> dict[str, tuple[float, floa
             submitted.append(compute.apply_async(args=[water(1.0 + number * 1e-4)], queue="terachem"))
             stop.wait(1.0)
 
-    in_node(GPU_NODES[0], "sh", "-c", "printf '%s' '{\"job_seconds\": 20}' > "
-            f"/lstor/terafleet/scratch/{GPU_NODES[0]}-gpu0/standin-control.json")
+    scratch = f"/lstor/terafleet/scratch/{GPU_NODES[0]}-gpu0"
+    in_node(GPU_NODES[0], "sh", "-c", f"printf '%s' '{{\"job_seconds\": 20}}' > {scratch}/standin-control.json")
+
+    def jobs() -> int:
+        return int(in_node(GPU_NODES[0], "sh", "-c", f"ls -d {scratch}/server_*/job_* 2>/dev/null | wc -l"))
+
+    before = jobs()
     long = compute.apply_async(args=[water(0.95)], queue=f"terachem.{GPU_NODES[0]}.gpu0")
     deadline = time.monotonic() + 60
-    while long.state != "STARTED" and time.monotonic() < deadline:
+    while jobs() == before and time.monotonic() < deadline:
         time.sleep(0.2)
+    time.sleep(0.5)
+    # The stand-in reads its switches when a job starts: the long calculation keeps its 20 s, and the
+    # health gate's calculation on that server after the update is an ordinary one.
+    in_node(GPU_NODES[0], "rm", "-f", f"{scratch}/standin-control.json")
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
@@ -123,9 +134,10 @@ def rolling_update(inventory: Path, app, compute) -> dict[str, tuple[float, floa
                              "-e", "celery_worker_image=registry:5000/terafleet/worker:v2"],
                             cwd=REPO, env=env, capture_output=True, text=True, check=False)
     wall = time.monotonic() - started
+    if os.environ.get("BENCH_PLAYBOOK_LOG"):
+        Path(os.environ["BENCH_PLAYBOOK_LOG"]).write_text(result.stdout)
     stop.set()
     producer.join()
-    in_node(GPU_NODES[0], "rm", "-f", f"/lstor/terafleet/scratch/{GPU_NODES[0]}-gpu0/standin-control.json")
     if result.returncode != 0:
         raise SystemExit(f"rolling update failed:\n{result.stdout[-4000:]}")
     failed = sum(1 for r in [long, *submitted] if r.get(timeout=300) is None)

@@ -46,8 +46,8 @@ EXAMPLES = r"""
   ansible.builtin.set_fact:
     instances: "{{ sets | terafleet.cluster.instance_plan('/lstor/terafleet', inventory_hostname_short) }}"
   # [{name: gpu0-1, devices: ['0', '1'], uuids: [...], instance: terachem-gpu0-1,
-  #   scratch_dir: /lstor/terafleet/scratch/gpu01-gpu0-1, worker: worker-gpu0-1, port: 11111,
-  #   frontend_port: 8080}]
+  #   scratch_dir: /lstor/terafleet/scratch/gpu01-gpu0-1, worker: worker-gpu0-1,
+  #   celery_name: terachem@gpu01-gpu0-1, port: 11111, frontend_port: 8080}]
 """
 
 RETURN = r"""
@@ -63,6 +63,11 @@ _value:
           directory on a network scratch backend (P(terafleet.cluster.scratch_plan#filter)).
       type: str
     worker: {description: "Celery worker container name, C(worker-<set name>).", type: str}
+    celery_name:
+      description:
+        - The name the set's Celery worker answers to through the broker, C(terachem@<host>-<set name>),
+          as C(terafleet-worker-control --worker) addresses it.
+      type: str
     port: {description: Node port the TeraChem server is published on., type: int}
     frontend_port: {description: Node port of the set's file frontend., type: int}
 """
@@ -115,6 +120,7 @@ def instance_plan(sets: list[dict], scratch_root: str, host: str, tcpb_base_port
                      "instance": f"terachem-{name}",
                      "scratch_dir": posixpath.join(posixpath.normpath(scratch_root), "scratch", f"{host}-{name}"),
                      "worker": f"worker-{name}",
+                     "celery_name": f"terachem@{host}-{name}",
                      "port": tcpb[number],
                      "frontend_port": frontend[number]})
     return plan

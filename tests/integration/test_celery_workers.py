@@ -257,6 +257,30 @@ def test_drained_worker_finishes_its_calculation_takes_no_more_then_resumes(send
         control(other, "resume", "terachem")
 
 
+def test_one_control_call_drains_and_resumes_several_workers_by_name(send, pairs):
+    first, second = pairs["standin-a"], pairs["standin-b"]
+    names = [f"--worker={first.worker_name}", f"--worker={second.worker_name}"]
+    result = first.worker.exec_run(["terafleet-worker-control", "drain", "terachem", *names])
+    assert result.exit_code == 0, result.output
+    states = [json.loads(line) for line in result.output.decode().strip().splitlines()]
+    assert [(s["worker"], s["queues"]) for s in states] == [(first.worker_name, []), (second.worker_name, [])]
+    try:
+        waiting = send(water(1.03))
+        time.sleep(3)
+        assert waiting.state == "PENDING", "a drained worker took a calculation"
+    finally:
+        result = second.worker.exec_run(["terafleet-worker-control", "resume", "terachem", *names])
+    assert result.exit_code == 0, result.output
+    states = [json.loads(line) for line in result.output.decode().strip().splitlines()]
+    assert [(s["worker"], s["queues"]) for s in states] == [(first.worker_name, ["terachem"]),
+                                                            (second.worker_name, ["terachem"])]
+    assert waiting.get(timeout=60)["energy"] == pytest.approx(expected_fake_energy(water(1.03)), abs=1e-9)
+    silent = first.worker.exec_run(["terafleet-worker-control", "state", "--worker=terachem@nowhere-gpu9",
+                                    f"--worker={first.worker_name}"])
+    assert silent.exit_code == 69
+    assert b"worker terachem@nowhere-gpu9 did not answer through the broker" in silent.output
+
+
 def test_a_drained_worker_restarts_drained_until_resumed(cluster, send, pairs):
     drained, other = pairs["standin-a"], pairs["standin-b"]
 

@@ -1,12 +1,14 @@
-"""Drain and resume this worker from inside its container, for rolling updates.
+"""Drain and resume workers through the broker, for rolling updates.
 
-`drain QUEUE...` stops the worker taking calculations from those queues (Celery's cancel_consumer); the
+`drain QUEUE...` stops a worker taking calculations from those queues (Celery's cancel_consumer); the
 calculation it runs finishes. The drain is recorded in the result backend (hold.py), so the worker, and
 a container that replaces it, starts without those queues until `resume QUEUE...` takes them up again
-(add_consumer) and forgets the drain. `state` prints, as JSON, the queues the worker consumes and its
-active, reserved and scheduled (ETA, countdown) calculations. Every command addresses only this worker,
-by its own name, and fails if the worker does not answer through the broker or the drain cannot be
-recorded.
+(add_consumer) and forgets the drain. `state` prints the queues the worker consumes and its active,
+reserved and scheduled (ETA, countdown) calculations. Each command prints one JSON line per worker.
+
+A command addresses this container's worker, or the workers named with `--worker NAME` (the names
+they answer to through the broker, `terachem@<node>-<set>`), all in one broadcast per step; it fails
+if a worker does not answer through the broker or a drain cannot be recorded.
 """
 
 from __future__ import annotations
@@ -28,47 +30,43 @@ SETTLE_TIMEOUT = 10.0
 
 
 class NoReply(RuntimeError):
-    """The worker did not answer through the broker."""
+    """A worker did not answer through the broker."""
 
 
-def _reply(replies: list[dict] | dict | None) -> dict:
-    """The one answer of this worker, from a broadcast's list of {name: answer} or inspect's {name: answer}."""
+def _replies(replies: list[dict] | dict | None, workers: list[str]) -> dict:
+    """Each worker's answer, from a broadcast's list of {name: answer} or inspect's {name: answer}."""
     if isinstance(replies, list):
         replies = {name: answer for reply in replies for name, answer in reply.items()}
-    if not replies or SETTINGS.worker_name not in replies:
-        raise NoReply(f"worker {SETTINGS.worker_name} did not answer through the broker")
-    return replies[SETTINGS.worker_name]
+    replies = replies or {}
+    silent = [worker for worker in workers if worker not in replies]
+    if silent:
+        raise NoReply(f"worker {', '.join(silent)} did not answer through the broker")
+    return {worker: replies[worker] for worker in workers}
 
 
-def set_consuming(queues: list[str], consume: bool) -> list[str]:
-    messages = []
+def set_consuming(workers: list[str], queues: list[str], consume: bool) -> None:
+    change = app.control.add_consumer if consume else app.control.cancel_consumer
     for queue in queues:
-        if consume:
-            replies = app.control.add_consumer(queue, destination=[SETTINGS.worker_name], reply=True,
-                                               timeout=REPLY_TIMEOUT)
-        else:
-            replies = app.control.cancel_consumer(queue, destination=[SETTINGS.worker_name], reply=True,
-                                                  timeout=REPLY_TIMEOUT)
-        answer = _reply(replies)
-        messages.append(answer.get("ok") or answer.get("error") or str(answer))
-    return messages
+        _replies(change(queue, destination=workers, reply=True, timeout=REPLY_TIMEOUT), workers)
 
 
-def state() -> dict:
-    inspector = app.control.inspect([SETTINGS.worker_name], timeout=REPLY_TIMEOUT)
-    queues = [q["name"] for q in _reply(inspector.active_queues())]
-    return {"worker": SETTINGS.worker_name, "queues": sorted(queues),
-            "active": len(_reply(inspector.active())), "reserved": len(_reply(inspector.reserved())),
-            "scheduled": len(_reply(inspector.scheduled()))}
+def states(workers: list[str]) -> list[dict]:
+    inspector = app.control.inspect(workers, timeout=REPLY_TIMEOUT)
+    queues = _replies(inspector.active_queues(), workers)
+    active, reserved, scheduled = (_replies(ask(), workers)
+                                   for ask in (inspector.active, inspector.reserved, inspector.scheduled))
+    return [{"worker": worker, "queues": sorted(q["name"] for q in queues[worker]), "active": len(active[worker]),
+             "reserved": len(reserved[worker]), "scheduled": len(scheduled[worker])} for worker in workers]
 
 
-def settled_state(queues: list[str], consume: bool) -> dict:
-    """The worker's state once it consumes (or no longer consumes) every one of `queues`, or after
-    SETTLE_TIMEOUT as it then is; the caller judges it."""
+def settled_states(workers: list[str], queues: list[str], consume: bool) -> list[dict]:
+    """The workers' states once each consumes (or no longer consumes) every one of `queues`, or after
+    SETTLE_TIMEOUT as they then are; the caller judges them."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:
-        current = state()
-        if all((queue in current["queues"]) == consume for queue in queues) or time.monotonic() >= deadline:
+        current = states(workers)
+        if all((queue in state["queues"]) == consume for state in current for queue in queues) \
+                or time.monotonic() >= deadline:
             return current
         time.sleep(0.2)
 
@@ -77,21 +75,29 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="terafleet-worker-control", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["drain", "resume", "state"])
     parser.add_argument("queues", nargs="*", help="queues to stop or resume consuming (drain, resume)")
+    parser.add_argument("--worker", action="append", dest="workers", metavar="NAME",
+                        help="a worker to address, by the name it answers to (repeat for more); this "
+                             "container's worker when none is given")
     args = parser.parse_args(argv)
     if args.command != "state" and not args.queues:
         parser.error(f"{args.command} needs at least one queue")
+    workers = list(dict.fromkeys(args.workers or [SETTINGS.worker_name]))
     try:
         if args.command == "state":
-            print(json.dumps(state()))
+            result = states(workers)
         elif args.command == "drain":
             # Recorded first: a worker restarted between the two steps starts drained.
-            hold.hold(hold.client(SETTINGS.result_backend), SETTINGS.worker_name, args.queues)
-            set_consuming(args.queues, False)
-            print(json.dumps(settled_state(args.queues, False)))
+            backend = hold.client(SETTINGS.result_backend)
+            for worker in workers:
+                hold.hold(backend, worker, args.queues)
+            set_consuming(workers, args.queues, False)
+            result = settled_states(workers, args.queues, False)
         else:
-            set_consuming(args.queues, True)
-            hold.release(hold.client(SETTINGS.result_backend), SETTINGS.worker_name, args.queues)
-            print(json.dumps(settled_state(args.queues, True)))
+            set_consuming(workers, args.queues, True)
+            backend = hold.client(SETTINGS.result_backend)
+            for worker in workers:
+                hold.release(backend, worker, args.queues)
+            result = settled_states(workers, args.queues, True)
     except NoReply as error:
         print(f"terafleet-worker-control: {error}", file=sys.stderr)
         sys.exit(69)
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"terafleet-worker-control: cannot record the {args.command} in the result backend: {error}",
               file=sys.stderr)
         sys.exit(69)
+    for state in result:
+        print(json.dumps(state))
 
 
 if __name__ == "__main__":

@@ -198,8 +198,8 @@ def test_a_release_that_fails_the_gate_takes_no_shared_work_and_reports_its_own_
         assert result.returncode != 0, result.stdout[-5000:]
         failure = re.search(rf"{gpu_node}: rolling update failed at (.*)", result.stdout)
         assert failure, result.stdout[-5000:]
-        assert failure[1].startswith("'Check that every server is healthy': not healthy 30 s after the update"), \
-            failure[1]
+        assert failure[1].startswith("'Check that every server answered': not answering its health check 30 s "
+                                     "after the update"), failure[1]
         assert f"terachem-{SETS[0]} " in failure[1] and f"terachem-{SETS[1]} " not in failure[1], failure[1]
         assert "Could not resume" not in failure[1], failure[1]
         workers = ", ".join(f"worker-{gpu_set}" for gpu_set in SETS)

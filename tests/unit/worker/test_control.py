@@ -5,15 +5,18 @@ import pytest
 
 from terafleet_worker import control
 
+WORKERS = ["terachem@node-gpu0"]
+
 
 def states(*queue_lists):
     answers = iter(queue_lists)
     last = []
 
-    def state():
+    def state(workers):
         nonlocal last
         last = next(answers, last)
-        return {"worker": "terachem@node-gpu0", "queues": list(last), "active": 0, "reserved": 0, "scheduled": 0}
+        return [{"worker": worker, "queues": list(last), "active": 0, "reserved": 0, "scheduled": 0}
+                for worker in workers]
     return state
 
 
@@ -22,15 +25,58 @@ def states(*queue_lists):
     (False, [["only-a", "terachem"], ["terachem"], []], []),
 ])
 def test_the_state_is_read_again_until_it_shows_the_change(monkeypatch, consume, seen, expected):
-    monkeypatch.setattr(control, "state", states(*seen))
+    monkeypatch.setattr(control, "states", states(*seen))
     monkeypatch.setattr(control.time, "sleep", lambda seconds: None)
     queues = ["only-a", "terachem"] if not consume else ["only-a"]
-    assert control.settled_state(queues, consume)["queues"] == expected
+    assert control.settled_states(WORKERS, queues, consume)[0]["queues"] == expected
 
 
 def test_a_change_that_never_shows_is_reported_as_it_is_after_the_timeout(monkeypatch):
     clock = iter(range(0, 1000, 5))
-    monkeypatch.setattr(control, "state", states(["terachem"]))
+    monkeypatch.setattr(control, "states", states(["terachem"]))
     monkeypatch.setattr(control.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(control.time, "sleep", lambda seconds: None)
-    assert control.settled_state(["only-a"], True)["queues"] == ["terachem"]
+    assert control.settled_states(WORKERS, ["only-a"], True)[0]["queues"] == ["terachem"]
+
+
+class Inspector:
+    """Celery's inspect, answering for the workers in `answering` only."""
+
+    def __init__(self, answering):
+        self.answering = answering
+
+    def active_queues(self):
+        return {w: [{"name": "terachem"}, {"name": f"terachem.{w}"}] for w in self.answering}
+
+    def active(self):
+        return {w: [{"id": "t1"}] if w.endswith("gpu0") else [] for w in self.answering}
+
+    def reserved(self):
+        return {w: [] for w in self.answering}
+
+    def scheduled(self):
+        return {w: [{"eta": "later"}] for w in self.answering}
+
+
+def test_the_states_of_several_workers_come_from_one_inspection_each(monkeypatch):
+    asked = []
+    workers = ["terachem@node-gpu0", "terachem@node-gpu1"]
+    monkeypatch.setattr(control.app.control, "inspect",
+                        lambda destination, timeout: asked.append(destination) or Inspector(destination))
+    assert control.states(workers) == [
+        {"worker": "terachem@node-gpu0", "queues": ["terachem", "terachem.terachem@node-gpu0"], "active": 1,
+         "reserved": 0, "scheduled": 1},
+        {"worker": "terachem@node-gpu1", "queues": ["terachem", "terachem.terachem@node-gpu1"], "active": 0,
+         "reserved": 0, "scheduled": 1}]
+    assert asked == [workers]
+
+
+def test_a_worker_that_does_not_answer_is_named(monkeypatch):
+    monkeypatch.setattr(control.app.control, "inspect", lambda destination, timeout: Inspector(destination[:1]))
+    with pytest.raises(control.NoReply, match="worker terachem@node-gpu1 did not answer through the broker"):
+        control.states(["terachem@node-gpu0", "terachem@node-gpu1"])
+    replies = [{"terachem@node-gpu0": {"ok": "added"}}]
+    monkeypatch.setattr(control.app.control, "add_consumer", lambda queue, **kwargs: replies)
+    with pytest.raises(control.NoReply, match="worker terachem@node-gpu1 did not"):
+        control.set_consuming(["terachem@node-gpu0", "terachem@node-gpu1"], ["terachem"], True)
+    control.set_consuming(["terachem@node-gpu0"], ["terachem"], True)

@@ -93,9 +93,9 @@ def commands(monkeypatch):
     """control.main with the broker and the result backend replaced by records of the calls."""
     calls, redis = [], FakeRedis()
     monkeypatch.setattr(hold, "client", lambda url: redis)
-    monkeypatch.setattr(control, "set_consuming",
-                        lambda queues, consume: calls.append(("add" if consume else "cancel", list(queues))))
-    monkeypatch.setattr(control, "settled_state", lambda queues, consume: {"queues": []})
+    monkeypatch.setattr(control, "set_consuming", lambda workers, queues, consume: calls.append(
+        ("add" if consume else "cancel", list(queues), list(workers))))
+    monkeypatch.setattr(control, "settled_states", lambda workers, queues, consume: [{"queues": []}])
     monkeypatch.setattr(control, "SETTINGS", SimpleNamespace(result_backend="redis://backend:6379/0",
                                                              worker_name="terachem@gpu01-gpu0"))
     return calls, redis
@@ -105,10 +105,20 @@ def test_drain_records_the_queues_before_cancelling_and_resume_forgets_them(comm
     calls, redis = commands
     control.main(["drain", "terachem", "priority"])
     assert hold.held(redis, "terachem@gpu01-gpu0") == {"terachem", "priority"}
-    assert calls == [("cancel", ["terachem", "priority"])]
+    assert calls == [("cancel", ["terachem", "priority"], ["terachem@gpu01-gpu0"])]
     control.main(["resume", "priority"])
     assert hold.held(redis, "terachem@gpu01-gpu0") == {"terachem"}
-    assert calls[-1] == ("add", ["priority"])
+    assert calls[-1] == ("add", ["priority"], ["terachem@gpu01-gpu0"])
+
+
+def test_workers_named_with_worker_are_each_recorded_and_addressed_at_once(commands):
+    calls, redis = commands
+    names = ["--worker", "terachem@gpu01-gpu0", "--worker", "terachem@gpu01-gpu1"]
+    control.main(["drain", "terachem", *names])
+    assert hold.held(redis, "terachem@gpu01-gpu0") == hold.held(redis, "terachem@gpu01-gpu1") == {"terachem"}
+    assert calls == [("cancel", ["terachem"], ["terachem@gpu01-gpu0", "terachem@gpu01-gpu1"])]
+    control.main(["resume", "terachem", *names])
+    assert hold.held(redis, "terachem@gpu01-gpu0") == hold.held(redis, "terachem@gpu01-gpu1") == set()
 
 
 def test_a_drain_the_backend_cannot_record_fails_before_cancelling(commands, capsys):

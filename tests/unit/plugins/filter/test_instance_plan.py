@@ -15,6 +15,8 @@ def test_names_each_set():
         ("terachem-gpu0-1", "worker-gpu0-1", "/lstor/terafleet/scratch/gpu01-gpu0-1"),
         ("terachem-gpu2-3", "worker-gpu2-3", "/lstor/terafleet/scratch/gpu01-gpu2-3"),
     ]
+    # The names the workers answer to through the broker, as the worker itself builds them (settings.py).
+    assert [p["celery_name"] for p in plan] == ["terachem@gpu01-gpu0-1", "terachem@gpu01-gpu2-3"]
     assert "scratch_volume" not in plan[0]  # the scratch plan names the volumes, per backend
     assert plan[0]["devices"] == ["0", "1"] and plan[0]["uuids"] == ["GPU-a", "GPU-b"]
 

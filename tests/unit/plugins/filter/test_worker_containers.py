@@ -127,3 +127,13 @@ def test_bad_settings_are_refused_naming_the_variable(changes, message):
 
 def test_registered_as_a_filter():
     assert FilterModule().filters()["worker_containers"] is worker_containers
+
+
+def test_each_worker_answers_to_the_celery_name_its_instance_plan_gives(monkeypatch):
+    from terafleet_worker.settings import Settings
+
+    node = preflight_node(size=2)
+    for instance, worker in zip(node["instances"], plan(node), strict=True):
+        for key, value in worker["env"].items():
+            monkeypatch.setenv(key, value)
+        assert Settings().worker_name == instance["celery_name"]
