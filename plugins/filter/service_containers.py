@@ -11,7 +11,10 @@ description:
   - With O(kind=frontend), turns the GPU sets preflight planned (C(preflight_node)) and the frontend role's
     settings into the C(terafleet-frontend) container (nginx over each server's scratch volume, mounted at
     C(/scratch/<host>-<set>), one published port per TeraChem server), or no container when the frontend is
-    disabled or the node has no GPU set.
+    disabled or the node has no GPU set. A frontend that only reads (neither C(delete_jobs) nor C(uploads))
+    mounts the scratch read-only and runs as C(nobody) in group root (C(65534:0)), which may read the
+    scratch directories (mode 0750, root's); one that deletes or takes uploads runs as root, as TeraChem
+    writes its scratch as root.
   - With O(kind=broker), turns the broker role's settings into the C(terafleet-rabbitmq) and
     C(terafleet-redis) containers and their labelled data volumes.
   - Containers are given in the terms of M(terafleet.cluster.docker_containers). A setting that is missing,
@@ -30,7 +33,8 @@ options:
   settings:
     description:
       - For C(frontend), the frontend role's variables without their C(frontend_) prefix - C(enabled),
-        C(image), C(publish_address), C(config_dir) - and C(network), the servers' network.
+        C(image), C(publish_address), C(config_dir), C(delete_jobs), C(uploads) - and C(network), the
+        servers' network.
       - For C(broker), the broker role's variables without their C(broker_) prefix - C(rabbitmq_image),
         C(redis_image), C(bind_address), C(rabbitmq_port), C(redis_port), C(config_dir).
     type: dict
@@ -50,7 +54,7 @@ EXAMPLES = r"""
     frontend: >-
       {{ preflight_node | terafleet.cluster.service_containers('frontend', {'enabled': true,
            'image': 'nginx:stable', 'publish_address': '0.0.0.0', 'config_dir': '/etc/terafleet/frontend',
-           'network': 'terafleet'}, inventory_hostname, scratch_plan) }}
+           'delete_jobs': false, 'uploads': false, 'network': 'terafleet'}, inventory_hostname, scratch_plan) }}
 """
 
 RETURN = r"""
@@ -83,7 +87,10 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
     scratch_volumes,
 )
 
-FRONTEND = ("enabled", "image", "publish_address", "config_dir", "network")
+FRONTEND = ("enabled", "image", "publish_address", "config_dir", "delete_jobs", "uploads", "network")
+# Who a frontend that only reads runs as: nobody, in group root, which the scratch directories (root's,
+# scratch_dir_mode 0750) let read; no more than reading the scratch TeraChem wrote.
+READER = "65534:0"
 BROKER = ("rabbitmq_image", "redis_image", "bind_address", "rabbitmq_port", "redis_port", "config_dir")
 
 
@@ -94,13 +101,16 @@ def frontend(node: dict, scratch: dict | None, s: Settings) -> dict:
         return {"containers": [], "volumes": [], "config_files": {"nginx": config}}
     volumes = scratch_volumes(scratch, servers, s.host)
     address = s.str("publish_address")
+    writes = s.bool("delete_jobs") or s.bool("uploads")
     container = {
         "name": "terafleet-frontend",
         "image": s.str("image"),
         "restart_policy": "unless-stopped",
+        "user": None if writes else READER,
         # Each server's scratch where nginx.conf serves it; no_copy: nothing of the image lands in a volume.
         "mounts": [*({"type": "volume", "source": volumes[item["name"]],
-                      "target": f"/scratch/{posixpath.basename(item['scratch_dir'])}", "no_copy": True}
+                      "target": f"/scratch/{posixpath.basename(item['scratch_dir'])}", "no_copy": True,
+                      "read_only": not writes}
                      for item in servers),
                    {"type": "bind", "source": config, "target": "/etc/nginx/nginx.conf", "read_only": True}],
         "published_ports": [f"{address}:{item['frontend_port']}:{item['frontend_port']}"

@@ -87,6 +87,10 @@ options:
         description: Run Docker's init as PID 1, which passes signals on to the command.
         type: bool
         default: false
+      user:
+        description: User (and group) the container's command runs as, C(UID[:GID]) or a name the image
+          knows (Docker's C(--user)); the image's own user when not given.
+        type: str
       runtime:
         description: OCI runtime name (for example C(nvidia)); the engine's default when not given.
         type: str
@@ -491,7 +495,8 @@ def create_body(spec: dict) -> dict:
         "ExposedPorts": {key: {} for key in bindings},
         "HostConfig": host_config,
     }
-    for key, field in (("hostname", "Hostname"), ("working_dir", "WorkingDir"), ("command", "Cmd")):
+    for key, field in (("hostname", "Hostname"), ("working_dir", "WorkingDir"), ("command", "Cmd"),
+                       ("user", "User")):
         if spec.get(key):
             body[field] = spec[key]
     if spec.get("stop_timeout") is not None:
@@ -849,6 +854,7 @@ def main() -> None:
         "secret_env": {"type": "dict", "default": {}, "no_log": True},
         "labels": {"type": "dict", "default": {}},
         "init": {"type": "bool", "default": False},
+        "user": {"type": "str"},
         "runtime": {"type": "str"},
         "device_requests": {"type": "list", "elements": "dict", "default": [], "options": device_request},
         "mounts": {"type": "list", "elements": "dict", "default": [], "options": mount},

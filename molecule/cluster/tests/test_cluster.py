@@ -4,6 +4,7 @@ arrive, survive a crashing server and a same-second restart."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 from conftest import SETS, inspect
@@ -75,14 +76,32 @@ def test_servers_and_workers_are_healthy_and_paired(host):
         assert mounts["/scratch"]["RW"] is False
 
 
-def test_frontend_serves_each_servers_scratch(host):
+def http(url: str, method: str = "GET", data: bytes | None = None) -> int:
+    """The status an anonymous request gets."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_frontend_serves_each_servers_scratch_read_only_as_nobody(host):
     node_ip = host.interface("eth0").addresses[0]  # the node's own address, as a client elsewhere uses
+    scratch = f"/lstor/terafleet/scratch/{host.backend.host}-gpu0-1"
     listing = json.load(urllib.request.urlopen(f"http://{node_ip}:8080/", timeout=10))
-    assert any(entry["name"].startswith("server_") and entry["type"] == "directory" for entry in listing)
-    body = b"uploaded through the frontend\n"
-    put = urllib.request.Request(f"http://{node_ip}:8081/uploads/test/x.txt", data=body, method="PUT")
-    assert urllib.request.urlopen(put, timeout=10).status in (201, 204)
-    assert host.file(f"/lstor/terafleet/scratch/{host.backend.host}-gpu2-3/uploads/test/x.txt").content == body
-    delete = urllib.request.Request(f"http://{node_ip}:8081/uploads/test/", method="DELETE")
-    assert urllib.request.urlopen(delete, timeout=10).status == 204
-    assert not host.file(f"/lstor/terafleet/scratch/{host.backend.host}-gpu2-3/uploads/test").exists
+    run = next(entry["name"] for entry in listing
+               if entry["name"].startswith("server_") and entry["type"] == "directory")
+    jobs = json.load(urllib.request.urlopen(f"http://{node_ip}:8080/{run}/", timeout=10))
+    job = next(entry["name"] for entry in jobs if entry["name"].startswith("job_"))
+    assert http(f"http://{node_ip}:8080/{run}/{job}/tc.out") == 200
+    # Anonymous writes are refused: the server's root, a job, an upload.
+    assert http(f"http://{node_ip}:8080/", "DELETE") == 403
+    assert http(f"http://{node_ip}:8080/{run}/{job}/", "DELETE") == 403
+    assert http(f"http://{node_ip}:8081/uploads/a/b.txt", "PUT", b"x") == 403
+    assert host.file(f"{scratch}/{run}/{job}/tc.out").exists
+    assert not host.file(f"/lstor/terafleet/scratch/{host.backend.host}-gpu2-3/uploads").exists
+    frontend = inspect(host, "terafleet-frontend")
+    assert frontend["Config"]["User"] == "65534:0"
+    assert [m["RW"] for m in frontend["Mounts"] if m["Destination"].startswith("/scratch/")] == [False, False]
+    uids = [line.split()[1] for line in host.check_output("docker top terafleet-frontend -o pid,uid").splitlines()[1:]]
+    assert uids and set(uids) == {"65534"}, uids

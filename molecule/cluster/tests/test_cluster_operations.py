@@ -227,6 +227,38 @@ def test_check_mode_on_the_converged_cluster_changes_nothing_and_shows_a_change_
     assert containers_state() == before
 
 
+def test_the_frontend_deletes_jobs_and_takes_uploads_only_while_switched_on():
+    from test_cluster import http
+
+    gpu_node = node(GPU_NODES[0])
+    address = gpu_node.interface("eth0").addresses[0]
+    run = "server_2026-01-01-00.00.00"
+    scratch = f"/lstor/terafleet/scratch/{GPU_NODES[0]}-gpu2-3"
+    gpu_node.check_output(f"mkdir -p {scratch}/{run}/job_7/scr && echo 'Job finished' > {scratch}/{run}/job_7/tc.out")
+    try:
+        result = playbook("site.yml", "--limit", GPU_NODES[0], "--tags", "frontend",
+                          "-e", "frontend_delete_jobs=true", "-e", "frontend_uploads=true",
+                          "-e", "frontend_max_upload=4k")
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert inspect(gpu_node, "terafleet-frontend")["Config"]["User"] == ""
+        assert http(f"http://{address}:8081/uploads/a/b.txt", "PUT", b"input\n") == 201
+        assert gpu_node.file(f"{scratch}/uploads/a/b.txt").content == b"input\n"
+        assert http(f"http://{address}:8081/uploads/a/", "DELETE") == 204
+        assert http(f"http://{address}:8081/uploads/big.bin", "PUT", b"x" * 5000) == 413
+        # A job directory goes; a run's directory and the server's root stay, whatever is asked.
+        assert http(f"http://{address}:8081/{run}/job_7/", "DELETE") == 204
+        assert not gpu_node.file(f"{scratch}/{run}/job_7").exists
+        assert http(f"http://{address}:8081/{run}/", "DELETE") == 403
+        assert http(f"http://{address}:8081/", "DELETE") == 403
+        assert gpu_node.file(f"{scratch}/{run}").is_directory
+    finally:
+        result = playbook("site.yml", "--limit", GPU_NODES[0], "--tags", "frontend")
+        gpu_node.check_output(f"rm -rf {scratch}/{run} {scratch}/uploads")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert inspect(gpu_node, "terafleet-frontend")["Config"]["User"] == "65534:0"
+    assert http(f"http://{address}:8081/uploads/a/b.txt", "PUT", b"input\n") == 403
+
+
 def test_cpu_only_worker_drives_a_remote_server_through_its_published_port(compute):
     gpu2 = node(GPU_NODES[1])
     address = gpu2.interface("eth0").addresses[0]

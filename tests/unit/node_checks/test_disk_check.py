@@ -82,3 +82,22 @@ def test_cli_exit_codes_and_json(lstor, capsys):
                             "--min-free-gb", "0", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["alert"] is False
     assert disk_check.main(["--path", str(tmp_path / "missing"), "--scratch-root", str(scratch)]) == 2
+
+
+def test_old_uploads_are_pruned_and_new_ones_kept(lstor):
+    tmp_path, scratch, _ = lstor
+    uploads = scratch / "gpu01-gpu0-1" / "uploads"
+    (uploads / "old" / "deep").mkdir(parents=True)
+    (uploads / "old" / "deep" / "guess.dat").write_bytes(b"x" * 700)
+    (uploads / "new.xyz").write_bytes(b"y" * 300)
+    (uploads / "dangling").symlink_to(tmp_path / "nowhere")
+    old = time.time() - 10 * DAY
+    for path in (uploads / "old" / "deep" / "guess.dat", uploads / "old" / "deep", uploads / "old"):
+        os.utime(path, (old, old))
+    os.utime(uploads / "dangling", (old, old), follow_symlinks=False)
+    report = disk_check.run(args(tmp_path, scratch))
+    assert str(uploads / "old") in report["pruned"] and str(uploads / "dangling") in report["pruned"]
+    assert str(uploads / "new.xyz") not in report["pruned"]
+    assert not (uploads / "old").exists() and not (uploads / "dangling").is_symlink()
+    assert (uploads / "new.xyz").exists() and uploads.is_dir()
+    assert report["freed_bytes"] >= 700 + 3000

@@ -46,7 +46,7 @@ CELERY_WORKER = {
 }
 
 FRONTEND = {"enabled": True, "image": "nginx:stable", "publish_address": "0.0.0.0",
-            "config_dir": "/etc/terafleet/frontend", "network": "terafleet"}
+            "config_dir": "/etc/terafleet/frontend", "delete_jobs": False, "uploads": False, "network": "terafleet"}
 
 BROKER_ROLE = {"rabbitmq_image": "rabbitmq:3.13", "redis_image": "redis:7", "bind_address": "10.1.0.10",
                "rabbitmq_port": 5672, "redis_port": 6379, "config_dir": "/etc/terafleet/broker"}

@@ -7,18 +7,35 @@ from plan_inputs import BROKER_ROLE, FRONTEND, NFS, preflight_node, scratch, set
 from ansible_collections.terafleet.cluster.plugins.filter.service_containers import FilterModule, service_containers
 
 
-def test_the_frontend_publishes_one_port_per_server_over_its_scratch():
+def test_the_frontend_publishes_one_port_per_server_over_its_scratch_read_only_as_nobody():
     node = preflight_node(size=1)
     plan = service_containers(node, "frontend", FRONTEND, "gpu01", scratch(node))
     assert plan["config_files"] == {"nginx": "/etc/terafleet/frontend/nginx.conf"}
     assert plan["containers"] == [{
         "name": "terafleet-frontend", "image": "nginx:stable", "restart_policy": "unless-stopped",
+        "user": "65534:0",
         "mounts": [*({"type": "volume", "source": f"terafleet-scratch-gpu{i}", "target": f"/scratch/gpu01-gpu{i}",
-                      "no_copy": True} for i in range(4)),
+                      "no_copy": True, "read_only": True} for i in range(4)),
                    {"type": "bind", "source": "/etc/terafleet/frontend/nginx.conf", "target": "/etc/nginx/nginx.conf",
                     "read_only": True}],
         "published_ports": ["0.0.0.0:8080:8080", "0.0.0.0:8081:8081", "0.0.0.0:8082:8082", "0.0.0.0:8083:8083"],
         "network": "terafleet", "labels": {"org.terafleet.role": "frontend", "org.terafleet.node": "gpu01"}}]
+
+
+@pytest.mark.parametrize("switch", ["delete_jobs", "uploads"])
+def test_a_frontend_that_deletes_or_takes_uploads_runs_as_root_over_writable_scratch(switch):
+    node = preflight_node(size=2)
+    container = service_containers(node, "frontend", settings(FRONTEND, **{switch: "true"}), "gpu01",
+                                   scratch(node))["containers"][0]
+    assert container["user"] is None
+    assert [m["read_only"] for m in container["mounts"][:-1]] == [False, False]
+
+
+@pytest.mark.parametrize("switch", ["delete_jobs", "uploads"])
+def test_a_frontend_switch_that_is_not_a_boolean_is_refused_by_name(switch):
+    with pytest.raises(AnsibleFilterError, match=f"frontend_{switch} must be true or false"):
+        service_containers(preflight_node(), "frontend", settings(FRONTEND, **{switch: "sometimes"}), "gpu01",
+                           scratch(preflight_node()))
 
 
 def test_on_nfs_the_frontend_mounts_each_servers_nfs_volume_where_nginx_serves_it():

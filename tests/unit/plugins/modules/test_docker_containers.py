@@ -137,6 +137,13 @@ def test_a_memory_limit_docker_cannot_read_is_refused(memory):
         create_body({**SERVER, "memory": memory})
 
 
+def test_a_user_is_dockers_user_and_changes_the_hash_only_when_set():
+    assert create_body({**SERVER, "user": "65534:65534"})["User"] == "65534:65534"
+    assert "User" not in create_body(SERVER)
+    assert docker_containers.config_hash({**SERVER, "user": None}) == docker_containers.config_hash(SERVER)
+    assert docker_containers.config_hash({**SERVER, "user": "65534"}) != docker_containers.config_hash(SERVER)
+
+
 def test_create_body_is_what_docker_run_would_ask_for():
     body = create_body(SERVER)
     host = body["HostConfig"]
