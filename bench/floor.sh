@@ -43,11 +43,10 @@ default_vhost = terafleet
 default_permissions.configure = .*
 default_permissions.read = .*
 default_permissions.write = .*
-loopback_users = none
 listeners.tcp.default = 5672
 consumer_timeout = 604800000
 CONF
-  printf 'bind 0.0.0.0\nprotected-mode no\nport 6379\ndir /data\nrequirepass %s\nappendonly yes\n' \
+  printf 'bind 0.0.0.0\nprotected-mode no\nport 6379\ndir /data\nuser default off\nuser terafleet reset on >%s ~* &* -@all +@read +@write +@keyspace +@pubsub +@transaction +@connection +@scripting -@dangerous\nappendonly yes\n' \
     "$FLOOR_REDIS_PASSWORD" >/etc/terafleet/broker/redis/redis.conf
   docker run -d --name terafleet-rabbitmq --restart unless-stopped -p "$ip:5672:5672" \
     --mount type=volume,source=terafleet-rabbitmq-data,target=/var/lib/rabbitmq \
@@ -69,6 +68,10 @@ node=$(hostname -s)
 install -d -m 0700 /etc/terafleet/terachem
 printf '%s\n' "$FLOOR_LICENSE" >/etc/terafleet/terachem/license.key
 chmod 0400 /etc/terafleet/terachem/license.key
+install -d -m 0700 /etc/terafleet/worker
+printf '%s\n' "amqp://terafleet:$FLOOR_RABBITMQ_PASSWORD@$FLOOR_HEAD:5672/terafleet" >/etc/terafleet/worker/broker_url
+printf '%s\n' "redis://terafleet:$FLOOR_REDIS_PASSWORD@$FLOOR_HEAD:6379/0" >/etc/terafleet/worker/result_backend
+chmod 0400 /etc/terafleet/worker/broker_url /etc/terafleet/worker/result_backend
 docker network create terafleet >/dev/null
 health='exec 3<>/dev/tcp/127.0.0.1/11111 && printf "\0\0\0\0\0\0\0\0" >&3 && [ "$(timeout 8 head -c 4 <&3 | od -An -tx1 | tr -d " \n")" = 00000000 ]'
 ports=()
@@ -86,11 +89,11 @@ for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do
     $registry/standin:latest terachem -s 11111 >/dev/null
   docker run -d --name worker-$set_name --hostname worker-$set_name --network terafleet --restart unless-stopped \
     --stop-timeout 86400 --label org.terafleet.role=worker \
-    -e TERAFLEET_BROKER_URL="amqp://terafleet:$FLOOR_RABBITMQ_PASSWORD@$FLOOR_HEAD:5672/terafleet" \
-    -e TERAFLEET_RESULT_BACKEND="redis://:$FLOOR_REDIS_PASSWORD@$FLOOR_HEAD:6379/0" \
+    -e TERAFLEET_BROKER_URL_FILE=/run/terafleet/broker_url -e TERAFLEET_RESULT_BACKEND_FILE=/run/terafleet/result_backend \
     -e TERAFLEET_QUEUES="terachem,terachem.$node.$set_name" -e TERAFLEET_NODE="$node" -e TERAFLEET_GPU_SET=$set_name \
     -e TCPB_HOST=terachem-$set_name -e TCPB_PORT=11111 -e TERAFLEET_SCRATCH_DIR=/scratch \
     --mount type=volume,source=terafleet-scratch-$set_name,target=/scratch,readonly \
+    --mount type=bind,source=/etc/terafleet/worker,target=/run/terafleet,readonly \
     $registry/worker:latest >/dev/null
   ports+=(-p "0.0.0.0:$((8080 + gpu)):$((8080 + gpu))")
 done

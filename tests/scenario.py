@@ -61,7 +61,7 @@ def celery_app(scenario: str, head: str):
     """terafleet's Celery app pointed at the scenario's broker and result backend on its head node."""
     keys, host = secrets(scenario), address(head, scenario)
     os.environ["TERAFLEET_BROKER_URL"] = f"amqp://terafleet:{keys['broker_rabbitmq_password']}@{host}:5672/terafleet"
-    os.environ["TERAFLEET_RESULT_BACKEND"] = f"redis://:{keys['broker_redis_password']}@{host}:6379/0"
+    os.environ["TERAFLEET_RESULT_BACKEND"] = f"redis://terafleet:{keys['broker_redis_password']}@{host}:6379/0"
     from terafleet_worker.app import app
 
     return app

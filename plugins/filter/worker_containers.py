@@ -16,6 +16,10 @@ description:
   - The broker and result backend URLs are built from the broker role's settings (C(broker)) unless
     C(broker_url) and C(result_backend) are given. A password that is undefined, null, not a string or
     empty is refused with the variable's name, on every host whose plan has a worker.
+  - The URLs hold the passwords, so they are in no container's environment. Each worker's C(secrets)
+    holds them under the names of the files the celery_worker role writes into C(secrets_dir) (root,
+    0400), which every worker mounts read-only at C(/run/terafleet); C(TERAFLEET_BROKER_URL_FILE) and
+    C(TERAFLEET_RESULT_BACKEND_FILE) name those files.
 positional: scratch, settings, host, host_short
 options:
   _input:
@@ -31,9 +35,10 @@ options:
       - The celery_worker role's variables without their C(celery_worker_) prefix - C(image), C(queues),
         C(concurrency), C(stop_timeout), C(result_expires), C(unavailable_timeout), C(retry_backoff),
         C(memory), C(env),
-        C(network), C(broker_url), C(result_backend), C(cpu_workers) - and C(broker), a dict of the
+        C(network), C(broker_url), C(result_backend), C(cpu_workers), C(secrets_dir) - and C(broker), a dict of the
         broker role's C(rabbitmq_user), C(rabbitmq_password), C(rabbitmq_port), C(rabbitmq_vhost),
-        C(redis_password), C(redis_port), C(redis_database) and the C(host) the workers reach them at.
+        C(redis_user), C(redis_password), C(redis_port), C(redis_database) and the C(host) the workers reach
+        them at.
       - C(cpu_workers) entries are C({name, queues, server_host, server_port}); give C([]) on hosts that
         run none.
       - C(broker) is read only where C(broker_url) or C(result_backend) is empty.
@@ -66,10 +71,13 @@ _value:
     - name: worker-gpu0
       hostname: worker-gpu0
       image: terafleet/worker:latest
-      env: {TERAFLEET_QUEUES: "terachem,terachem.gpu01.gpu0", TCPB_HOST: terachem-gpu0, TCPB_PORT: "11111"}
-      secret_env: {TERAFLEET_BROKER_URL: "amqp://terafleet:...@10.0.0.1:5672/terafleet",
-                   TERAFLEET_RESULT_BACKEND: "redis://:...@10.0.0.1:6379/0"}
-      mounts: [{type: volume, source: terafleet-scratch-gpu0, target: /scratch, read_only: true}]
+      env: {TERAFLEET_QUEUES: "terachem,terachem.gpu01.gpu0", TCPB_HOST: terachem-gpu0, TCPB_PORT: "11111",
+            TERAFLEET_BROKER_URL_FILE: /run/terafleet/broker_url,
+            TERAFLEET_RESULT_BACKEND_FILE: /run/terafleet/result_backend}
+      secrets: {broker_url: "amqp://terafleet:...@10.0.0.1:5672/terafleet",
+                result_backend: "redis://terafleet:...@10.0.0.1:6379/0"}
+      mounts: [{type: volume, source: terafleet-scratch-gpu0, target: /scratch, read_only: true},
+               {type: bind, source: /etc/terafleet/worker, target: /run/terafleet, read_only: true}]
       network: terafleet
       stop_timeout: 86400
       labels: {org.terafleet.role: worker, org.terafleet.node: gpu01, org.terafleet.gpu_set: gpu0,
@@ -92,10 +100,13 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
 
 SETTINGS = ("image", "queues", "concurrency", "stop_timeout", "result_expires", "unavailable_timeout",
             "retry_backoff", "memory",
-            "env", "network", "broker_url", "result_backend", "cpu_workers", "broker")
-BROKER = ("host", "rabbitmq_user", "rabbitmq_password", "rabbitmq_port", "rabbitmq_vhost", "redis_password",
-          "redis_port", "redis_database")
+            "env", "network", "broker_url", "result_backend", "cpu_workers", "secrets_dir", "broker")
+BROKER = ("host", "rabbitmq_user", "rabbitmq_password", "rabbitmq_port", "rabbitmq_vhost", "redis_user",
+          "redis_password", "redis_port", "redis_database")
 SERVER_PORT = "11111"
+# Where a worker finds the files of the node's secrets directory.
+SECRETS_TARGET = "/run/terafleet"
+SECRET_FILES = {"broker_url": "TERAFLEET_BROKER_URL", "result_backend": "TERAFLEET_RESULT_BACKEND"}
 
 
 def urls(s: Settings) -> tuple[str, str]:
@@ -113,7 +124,7 @@ def urls(s: Settings) -> tuple[str, str]:
                           f"{quote(rabbitmq_password, safe='')}@{host}:"
                           f"{broker.int('rabbitmq_port', 1, 65535)}/{broker.str('rabbitmq_vhost')}")
         if not backend_url:
-            backend_url = (f"redis://:{quote(redis_password, safe='')}@{host}:"
+            backend_url = (f"redis://{broker.name('redis_user')}:{quote(redis_password, safe='')}@{host}:"
                            f"{broker.int('redis_port', 1, 65535)}/{broker.int('redis_database', 0)}")
     for name, url in (("broker_url", broker_url), ("result_backend", backend_url)):
         if not urlsplit(url).password:
@@ -145,9 +156,13 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
         return []
     volumes = scratch_volumes(scratch, sets, host)
     broker_url, backend_url = urls(s)
-    # The URLs carry the passwords: docker_containers keeps secret_env out of the output and the diff.
-    secrets = {"TERAFLEET_BROKER_URL": broker_url, "TERAFLEET_RESULT_BACKEND": backend_url}
-    common = {**{key: value for key, value in env.items() if key not in secrets},
+    # The URLs carry the passwords: the workers read them from files, and docker_containers hashes them
+    # into each worker's configuration (a new password recreates the workers) without giving them to Docker.
+    secrets = {"broker_url": broker_url, "result_backend": backend_url}
+    secrets_mount = {"type": "bind", "source": s.path("secrets_dir"), "target": SECRETS_TARGET, "read_only": True}
+    reserved = {*SECRET_FILES.values(), *(f"{name}_FILE" for name in SECRET_FILES.values())}
+    common = {**{key: value for key, value in env.items() if key not in reserved},
+              **{f"{name}_FILE": f"{SECRETS_TARGET}/{file}" for file, name in SECRET_FILES.items()},
               "TERAFLEET_RESULT_EXPIRES": str(s.int("result_expires", minimum=1)),
               "TERAFLEET_UNAVAILABLE_TIMEOUT": str(s.int("unavailable_timeout", minimum=1)),
               "TERAFLEET_RETRY_BACKOFF": s.number("retry_backoff"),
@@ -167,8 +182,9 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
                     "TERAFLEET_SCRATCH_DIR": "/scratch",
                     "TCPB_HOST": item["instance"],
                     "TCPB_PORT": SERVER_PORT},
-            "secret_env": dict(secrets),
-            "mounts": [{"type": "volume", "source": volumes[item["name"]], "target": "/scratch", "read_only": True}],
+            "secrets": dict(secrets),
+            "mounts": [{"type": "volume", "source": volumes[item["name"]], "target": "/scratch", "read_only": True},
+                       dict(secrets_mount)],
             "network": network,
             "stop_timeout": stop_timeout,
             "memory": memory,
@@ -187,7 +203,8 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
                     "TERAFLEET_GPU_SET": entry["name"],
                     "TCPB_HOST": entry["server_host"],
                     "TCPB_PORT": str(entry["server_port"])},
-            "secret_env": dict(secrets),
+            "secrets": dict(secrets),
+            "mounts": [dict(secrets_mount)],
             "stop_timeout": stop_timeout,
             "memory": memory,
             "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.gpu_set": entry["name"],

@@ -12,8 +12,8 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 description:
   - Opens an AMQP 0-9-1 connection to RabbitMQ the way a Celery worker does (PLAIN login, then the
-    virtual host), and a Redis connection that sends C(AUTH) and C(PING). Retries both until they answer
-    or O(timeout) runs out.
+    virtual host), and a Redis connection that sends C(AUTH) (as O(redis.user)) and C(PING). Retries both
+    until they answer or O(timeout) runs out.
   - A RabbitMQ that answers but refuses the password is reported (RV(rabbitmq.authenticated) false), not
     failed, so the task after it can set the password of a database that predates it. A Redis that refuses
     the password, or a user that cannot open the virtual host, fails the task.
@@ -37,7 +37,8 @@ options:
     suboptions:
       host: {description: Address Redis's port is published on., type: str, required: true}
       port: {description: Redis port., type: int, default: 6379}
-      password: {description: Password (C(requirepass))., type: str, required: true}
+      user: {description: ACL user name; C(default) is the user C(requirepass) sets., type: str, default: default}
+      password: {description: The user's password., type: str, required: true}
   timeout:
     description: Seconds to wait for both to answer.
     type: int
@@ -57,7 +58,7 @@ EXAMPLES = r"""
 - name: Wait until both answer with their passwords
   terafleet.cluster.broker_check:
     rabbitmq: {host: 10.0.0.1, user: terafleet, password: "{{ vault_rabbitmq }}", vhost: terafleet}
-    redis: {host: 10.0.0.1, password: "{{ vault_redis }}"}
+    redis: {host: 10.0.0.1, user: terafleet, password: "{{ vault_redis }}"}
   register: __broker
 """
 
@@ -255,17 +256,17 @@ def read_line(sock: socket.socket) -> str:
     return data[:-2].decode(errors="replace")
 
 
-def check_redis(host: str, port: int, password: str, timeout: float) -> dict:
+def check_redis(host: str, port: int, user: str, password: str, timeout: float) -> dict:
     """AUTH, then PING; a refused password fails, a Redis still loading its data is not ready yet."""
     with connect("Redis", host, port, timeout) as sock:
         try:
-            sock.sendall(redis_command("AUTH", password) + redis_command("PING") + redis_command("QUIT"))
+            sock.sendall(redis_command("AUTH", user, password) + redis_command("PING") + redis_command("QUIT"))
             auth, ping = read_line(sock), read_line(sock)
         except (OSError, EOFError) as error:
             raise NotReady(f"Redis at {host}:{port} did not answer: {error}") from None
     if (auth.startswith("-WRONGPASS") or auth.startswith("-ERR invalid password") or "no password is set" in auth
             or "without any password configured" in auth):
-        raise Refused(f"Redis at {host}:{port} refused the configured password: {auth[1:]}")
+        raise Refused(f"Redis at {host}:{port} refused the configured user {user!r} and password: {auth[1:]}")
     if auth != "+OK" or ping != "+PONG":
         raise NotReady(f"Redis at {host}:{port} answered {auth!r} to AUTH and {ping!r} to PING")
     return {"pong": True}
@@ -295,6 +296,7 @@ def main() -> None:
             "redis": {"type": "dict", "required": True,
                       "options": {"host": {"type": "str", "required": True},
                                   "port": {"type": "int", "default": 6379},
+                                  "user": {"type": "str", "default": "default"},
                                   "password": {"type": "str", "required": True, "no_log": True}}},
             "timeout": {"type": "int", "default": 120},
         },
@@ -306,7 +308,8 @@ def main() -> None:
         rabbit_answer = wait_for(lambda t: check_rabbitmq(rabbit["host"], rabbit["port"], rabbit["user"],
                                                           rabbit["password"], rabbit["vhost"], t),
                                  module.params["timeout"])
-        redis_answer = wait_for(lambda t: check_redis(redis["host"], redis["port"], redis["password"], t),
+        redis_answer = wait_for(lambda t: check_redis(redis["host"], redis["port"], redis["user"],
+                                                      redis["password"], t),
                                 max(1, module.params["timeout"] - (time.monotonic() - started)))
     except (NotReady, Refused) as error:
         module.fail_json(msg=str(error))

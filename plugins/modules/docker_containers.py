@@ -77,6 +77,16 @@ options:
             the configuration like O(containers[].env), but kept out of the task's output and the diff, and
             recorded in the container's C(org.terafleet.config) label only as a short hash.
           - A key may not be in both O(containers[].env) and O(containers[].secret_env).
+          - Docker keeps a container's environment where C(docker inspect) shows it; prefer
+            O(containers[].secrets).
+        type: dict
+        default: {}
+      secrets:
+        description:
+          - Secrets the container reads from files written on the node beforehand (a read-only mount), by
+            any name; values are turned into strings. They are not given to Docker. They are part of the
+            configuration, so a changed value recreates the container, and are recorded in its
+            C(org.terafleet.config) label and the diff only as a short hash, like O(containers[].secret_env).
         type: dict
         default: {}
       labels:
@@ -416,6 +426,7 @@ def normalized(spec: dict) -> dict:
     if both:
         raise SpecError(f"{spec['name']}: {both} in both env and secret_env")
     spec["env"] = {**env, **secrets}
+    spec["secrets"] = string_map(spec.get("secrets"))
     spec["labels"] = string_map(spec.get("labels"))
     spec["published_ports"] = [str(p) for p in spec.get("published_ports") or []]
     return spec
@@ -436,9 +447,14 @@ def recorded(spec: dict) -> dict:
     config = configuration(spec)
     secrets = string_map(spec.get("secret_env"))
     if secrets:
-        config["env"] = dict(config["env"], **{
-            key: f"(secret {hashlib.sha256(value.encode()).hexdigest()[:8]})" for key, value in secrets.items()})
+        config["env"] = dict(config["env"], **{key: secret_hash(value) for key, value in secrets.items()})
+    if config.get("secrets"):
+        config["secrets"] = {key: secret_hash(value) for key, value in config["secrets"].items()}
     return config
+
+
+def secret_hash(value: str) -> str:
+    return f"(secret {hashlib.sha256(value.encode()).hexdigest()[:8]})"
 
 
 def lines(value: object, prefix: str = "") -> list[str]:
@@ -852,6 +868,7 @@ def main() -> None:
         "working_dir": {"type": "str"},
         "env": {"type": "dict", "default": {}},
         "secret_env": {"type": "dict", "default": {}, "no_log": True},
+        "secrets": {"type": "dict", "default": {}, "no_log": True},
         "labels": {"type": "dict", "default": {}},
         "init": {"type": "bool", "default": False},
         "user": {"type": "str"},

@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import sys
 import time
 from pathlib import Path
 
 import docker
+import jinja2
 import pytest
 
 from test_node_modules import run_module
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / ".collections"))
+from ansible_collections.terafleet.cluster.plugins.filter.config_value import config_value  # noqa: E402
 
 LABEL = {"org.terafleet.test": "broker-check"}
 RABBITMQ_PASSWORD = "rabbit-" + secrets.token_hex(4)
@@ -29,16 +35,25 @@ def published_port(container, port: str) -> int:
     raise AssertionError(f"{container.name} publishes no {port}")
 
 
+def role_config(template: str, **variables) -> str:
+    """One of the broker role's templates rendered with the given variables (and its filters)."""
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "roles/broker/templates"),
+                                     undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    environment.filters["terafleet.cluster.config_value"] = config_value
+    return environment.get_template(template).render(**variables)
+
+
 @contextlib.contextmanager
-def broker_and_backend(docker_client, directory: Path, default_pass: str, requirepass: str, labels: dict):
-    """A RabbitMQ with the user terafleet and its vhost, and a Redis, both just started from the images and
-    configured by files the way the broker role writes them; default_pass and requirepass go into those
-    files as given. Yields both containers and their published ports; removes them after."""
+def broker_and_backend(docker_client, directory: Path, rabbitmq_password: str, redis_password: str, labels: dict):
+    """A RabbitMQ with the user terafleet and its vhost, and a Redis with the user terafleet, both just
+    started from the images and configured by the broker role's own templates. Yields both containers and
+    their published ports; removes them after."""
     rabbitmq_conf, redis_conf = directory / "10-terafleet.conf", directory / "redis.conf"
-    rabbitmq_conf.write_text(f"default_user = terafleet\ndefault_pass = {default_pass}\ndefault_vhost = terafleet\n"
-                             "default_permissions.configure = .*\ndefault_permissions.read = .*\n"
-                             "default_permissions.write = .*\nloopback_users = none\n")
-    redis_conf.write_text(f"bind 0.0.0.0\nprotected-mode no\nport 6379\nrequirepass {requirepass}\n")
+    rabbitmq_conf.write_text(role_config(
+        "rabbitmq.conf.j2", broker_rabbitmq_user="terafleet", broker_rabbitmq_password=rabbitmq_password,
+        broker_rabbitmq_vhost="terafleet", broker_rabbitmq_consumer_timeout_ms=604800000))
+    redis_conf.write_text(role_config("redis.conf.j2", broker_redis_user="terafleet",
+                                      broker_redis_password=redis_password).replace("dir /data\n", ""))
     for path in (rabbitmq_conf, redis_conf):
         path.chmod(0o644)
     tag = secrets.token_hex(3)
@@ -52,7 +67,7 @@ def broker_and_backend(docker_client, directory: Path, default_pass: str, requir
         volumes={str(redis_conf): {"bind": "/usr/local/etc/redis/redis.conf", "mode": "ro"}})
     try:
         yield {"rabbitmq_container": rabbitmq, "rabbitmq": published_port(rabbitmq, "5672/tcp"),
-               "redis": published_port(redis, "6379/tcp")}
+               "redis_container": redis, "redis": published_port(redis, "6379/tcp")}
     finally:
         for container in (rabbitmq, redis):
             with contextlib.suppress(docker.errors.NotFound):
@@ -71,7 +86,7 @@ def args(ports: dict, rabbitmq_password=RABBITMQ_PASSWORD, vhost="terafleet", re
          timeout=120) -> dict:
     return {"rabbitmq": {"host": "127.0.0.1", "port": ports["rabbitmq"], "user": "terafleet",
                          "password": rabbitmq_password, "vhost": vhost},
-            "redis": {"host": "127.0.0.1", "port": ports["redis"], "password": redis_password},
+            "redis": {"host": "127.0.0.1", "port": ports["redis"], "user": "terafleet", "password": redis_password},
             "timeout": timeout}
 
 
@@ -100,8 +115,27 @@ def test_a_vhost_the_user_cannot_open_fails(services):
 def test_a_refused_redis_password_fails(services):
     result = run_module("broker_check", args(services, redis_password="wrong"))
     assert result.get("failed"), result
-    assert "refused the configured password" in result["msg"]
+    assert "refused the configured user 'terafleet' and password" in result["msg"]
     assert REDIS_PASSWORD not in str(result)
+
+
+def test_redis_lets_the_celery_user_use_results_and_nothing_else(services):
+    import redis
+
+    client = redis.Redis(port=services["redis"], username="terafleet", password=REDIS_PASSWORD, socket_timeout=10)
+    client.setex("celery-task-meta-x", 60, b"{}")
+    assert client.get("celery-task-meta-x") == b"{}"
+    with client.pipeline() as pipe:
+        pipe.rpush("chord-x", b"1").expire("chord-x", 60).incr("chord-x.counter").execute()
+    assert client.eval("return redis.call('GET', KEYS[1])", 1, "celery-task-meta-x") == b"{}"
+    for command in (("CONFIG", "GET", "*"), ("FLUSHALL",), ("DEBUG", "SLEEP", "0"), ("KEYS", "*"),
+                    ("MODULE", "LIST"), ("SHUTDOWN",), ("ACL", "LIST")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.execute_command(*command)
+    # Redis's default user is off, whatever password is tried.
+    for password in (REDIS_PASSWORD, None):
+        with pytest.raises((redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)):
+            redis.Redis(port=services["redis"], password=password, socket_timeout=10).ping()
 
 
 def test_nothing_listening_fails_after_the_timeout(services):

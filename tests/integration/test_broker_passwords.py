@@ -6,6 +6,7 @@ them (their URLs)."""
 from __future__ import annotations
 
 import secrets
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +21,6 @@ from test_node_modules import run_module
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / ".collections"))
-from ansible_collections.terafleet.cluster.plugins.filter.config_value import config_value  # noqa: E402
 from ansible_collections.terafleet.cluster.plugins.filter.worker_containers import urls  # noqa: E402
 from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import Settings  # noqa: E402
 
@@ -33,9 +33,8 @@ REDIS_PASSWORD = "a/b#c%d'e\"f g\\h " + secrets.token_hex(2)
 
 @pytest.fixture(scope="module", params=RABBITMQ_PASSWORDS, ids=["quotes-slash-percent-space", "dash"])
 def services(request, docker_client, tmp_path_factory):
-    with broker_and_backend(docker_client, tmp_path_factory.mktemp("conf"),
-                            config_value(request.param, "rabbitmq", "broker_rabbitmq_password"),
-                            config_value(REDIS_PASSWORD, "redis", "broker_redis_password"), LABEL) as running:
+    with broker_and_backend(docker_client, tmp_path_factory.mktemp("conf"), request.param, REDIS_PASSWORD,
+                            LABEL) as running:
         yield {**running, "password": request.param}
 
 
@@ -43,7 +42,8 @@ def check(services: dict, rabbitmq_password: str) -> dict:
     return run_module("broker_check", {
         "rabbitmq": {"host": "127.0.0.1", "port": services["rabbitmq"], "user": "terafleet",
                      "password": rabbitmq_password, "vhost": "terafleet"},
-        "redis": {"host": "127.0.0.1", "port": services["redis"], "password": REDIS_PASSWORD}, "timeout": 120})
+        "redis": {"host": "127.0.0.1", "port": services["redis"], "user": "terafleet", "password": REDIS_PASSWORD},
+        "timeout": 120})
 
 
 def test_the_broker_roles_check_logs_in_with_each_password(services):
@@ -54,26 +54,34 @@ def test_the_broker_roles_check_logs_in_with_each_password(services):
 
 
 def test_a_changed_password_is_set_with_the_roles_own_rabbitmqctl_call(services):
-    # The argv the broker role runs when RabbitMQ refuses the configured password (tasks/verify.yml).
+    # The call the broker role makes when RabbitMQ refuses the configured password (tasks/verify.yml): the
+    # password goes to rabbitmqctl's standard input, never into its arguments.
     task = next(t for t in yaml.safe_load((REPO / "roles/broker/tasks/verify.yml").read_text())
-                if t["name"] == "Set the configured RabbitMQ password")
+                if t["name"] == "Set the configured RabbitMQ password")["community.docker.docker_container_exec"]
+
+    def set_password(password: str) -> None:
+        variables = {"broker_rabbitmq_user": "terafleet", "broker_rabbitmq_password": password}
+        argv = [jinja2.Template(word).render(**variables) for word in task["argv"]]
+        assert not any(password in word for word in argv), argv
+        stdin = jinja2.Template(task["stdin"]).render(**variables) + "\n"  # stdin_add_newline's default
+        done = subprocess.run(["docker", "exec", "-i", services["rabbitmq_container"].id, *argv], input=stdin,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+
     new = "-new/" + services["password"]
-    argv = [jinja2.Template(word).render(broker_rabbitmq_user="terafleet", broker_rabbitmq_password=new)
-            for word in task["community.docker.docker_container_exec"]["argv"]]
-    exit_code, output = services["rabbitmq_container"].exec_run(argv)
-    assert exit_code == 0, output
+    set_password(new)
     try:
         assert check(services, new)["rabbitmq"]["authenticated"] is True
         assert check(services, services["password"])["rabbitmq"]["authenticated"] is False
     finally:
-        argv[-1] = services["password"]
-        assert services["rabbitmq_container"].exec_run(argv)[0] == 0
+        set_password(services["password"])
 
 
 def test_a_workers_urls_carry_each_password(services):
     settings = {"broker_url": "", "result_backend": "", "broker": {
         "host": "127.0.0.1", "rabbitmq_user": "terafleet", "rabbitmq_password": services["password"],
-        "rabbitmq_port": services["rabbitmq"], "rabbitmq_vhost": "terafleet", "redis_password": REDIS_PASSWORD,
+        "rabbitmq_port": services["rabbitmq"], "rabbitmq_vhost": "terafleet", "redis_user": "terafleet",
+        "redis_password": REDIS_PASSWORD,
         "redis_port": services["redis"], "redis_database": 0}}
     broker_url, backend_url = urls(Settings(settings, "celery_worker_", "gpu01", ("broker_url", "result_backend",
                                                                                  "broker")))

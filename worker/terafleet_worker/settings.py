@@ -18,6 +18,21 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _secret(name: str, default: str) -> str:
+    """A setting that holds a password: read from the file NAME_FILE names (a read-only file the node
+    keeps out of the container's environment), else from NAME itself."""
+    path = os.environ.get(f"{name}_FILE")
+    if not path:
+        return os.environ.get(name, default)
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as error:
+        raise SystemExit(f"{name}_FILE: cannot read {path}: {error.strerror}") from None
+    if not value:
+        raise SystemExit(f"{name}_FILE: {path} is empty")
+    return value
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name, str(default))
     try:
@@ -28,9 +43,10 @@ def _float(name: str, default: float) -> float:
 
 @dataclass(frozen=True)
 class Settings:
-    broker_url: str = field(default_factory=lambda: os.environ.get("TERAFLEET_BROKER_URL", "amqp://guest@localhost//"))
-    result_backend: str = field(default_factory=lambda: os.environ.get("TERAFLEET_RESULT_BACKEND",
-                                                                       "redis://localhost:6379/0"))
+    # Both URLs hold passwords: on a node they come from files (TERAFLEET_BROKER_URL_FILE, ..._FILE).
+    broker_url: str = field(default_factory=lambda: _secret("TERAFLEET_BROKER_URL", "amqp://guest@localhost//"))
+    result_backend: str = field(default_factory=lambda: _secret("TERAFLEET_RESULT_BACKEND",
+                                                                "redis://localhost:6379/0"))
     queues: tuple[str, ...] = field(default_factory=lambda: tuple(
         q.strip() for q in os.environ.get("TERAFLEET_QUEUES", "terachem").split(",") if q.strip()))
     concurrency: int = field(default_factory=lambda: _int("TERAFLEET_CONCURRENCY", 1))

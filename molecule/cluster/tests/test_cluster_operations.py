@@ -221,7 +221,7 @@ def test_check_mode_on_the_converged_cluster_changes_nothing_and_shows_a_change_
     for gpu_set in SETS:
         assert f"worker-{gpu_set}: recreated (configuration changed)" in result.stdout, result.stdout[-3000:]
     assert '-env.TERAFLEET_CONCURRENCY: "1"' in result.stdout and '+env.TERAFLEET_CONCURRENCY: "2"' in result.stdout
-    assert 'env.TERAFLEET_BROKER_URL: "(secret ' in result.stdout
+    assert 'secrets.broker_url: "(secret ' in result.stdout
     for secret in scenario.secrets("cluster").values():
         assert secret not in result.stdout + result.stderr
     assert containers_state() == before
@@ -271,8 +271,10 @@ def test_cpu_only_worker_drives_a_remote_server_through_its_published_port(compu
 
 def test_status_prints_a_table_per_node_and_writes_json(tmp_path):
     report = tmp_path / "status.json"
-    result = playbook("status.yml", "-e", f"status_json_file={report}", timeout=600)
+    result = playbook("status.yml", "-vvv", "-e", f"status_json_file={report}", timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
+    for secret in [*scenario.secrets("cluster").values(), "TERACHEM-TEST-LICENSE"]:
+        assert secret not in result.stdout + result.stderr
     changed_tasks = [block.split("]")[0] for block in result.stdout.split("TASK [")[1:] if "\nchanged:" in block]
     assert changed_tasks == ["terafleet.cluster.status : Write the JSON report on the controller"], changed_tasks
     for gpu_node in GPU_NODES:

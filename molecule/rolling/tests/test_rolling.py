@@ -14,6 +14,7 @@ import pytest
 
 from terachem_standin.backends import BOHR_PER_ANGSTROM
 
+import scenario
 from conftest import GPU_NODES, SETS, SHARED, ConsumerMonitor, Producer, ServingMonitor, in_background, own_queue
 from polling import wait_for
 from scenario import control, expected_energy, inspect, node, playbook, start_playbook, water
@@ -134,10 +135,13 @@ def test_status_reports_a_drained_worker(tmp_path):
 def test_limit_updates_only_the_named_node(compute):
     first, second = GPU_NODES
     before = {name: containers(name) for name in GPU_NODES}
-    result = playbook("rolling_update.yml", "--limit", second, *RELEASE["v2"],
+    result = playbook("rolling_update.yml", "-vvv", "--limit", second, *RELEASE["v2"],
                       "-e", "celery_worker_result_expires=86400", timeout=900)
     assert result.returncode == 0, result.stdout[-5000:]
     assert f"[{first}]" not in result.stdout
+    # Everything it registers and prints, at -vvv, holds no password and no license.
+    for secret in [*scenario.secrets("rolling").values(), "TERACHEM-TEST-LICENSE"]:
+        assert secret not in result.stdout + result.stderr
     after = {name: containers(name) for name in GPU_NODES}
     assert {k: v["Id"] for k, v in after[first].items()} == {k: v["Id"] for k, v in before[first].items()}
     for gpu_set in SETS:

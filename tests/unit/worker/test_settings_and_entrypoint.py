@@ -48,6 +48,27 @@ def test_bad_settings_stop_with_a_clear_message(monkeypatch, name, value, messag
         settings_module.load()
 
 
+def test_urls_with_passwords_come_from_their_files(monkeypatch, tmp_path):
+    (tmp_path / "broker_url").write_text("amqp://terafleet:s3cret@head:5672/terafleet\n")
+    (tmp_path / "result_backend").write_text("redis://:r3dis@head:6379/0\n")
+    monkeypatch.setenv("TERAFLEET_BROKER_URL", "amqp://ignored//")
+    monkeypatch.setenv("TERAFLEET_BROKER_URL_FILE", str(tmp_path / "broker_url"))
+    monkeypatch.setenv("TERAFLEET_RESULT_BACKEND_FILE", str(tmp_path / "result_backend"))
+    settings = settings_module.load()
+    assert settings.broker_url == "amqp://terafleet:s3cret@head:5672/terafleet"
+    assert settings.result_backend == "redis://:r3dis@head:6379/0"
+
+
+@pytest.mark.parametrize("content, message", [(None, "cannot read .*broker_url: No such file"),
+                                              ("\n", ".*broker_url is empty")])
+def test_a_missing_or_empty_url_file_stops_with_its_name(monkeypatch, tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "broker_url").write_text(content)
+    monkeypatch.setenv("TERAFLEET_BROKER_URL_FILE", str(tmp_path / "broker_url"))
+    with pytest.raises(SystemExit, match=f"TERAFLEET_BROKER_URL_FILE: {message}"):
+        settings_module.load()
+
+
 def test_calculation_error_reads_tc_out(tmp_path):
     job = tmp_path / "server_2026-01-01-00.00.00" / "job_3"
     job.mkdir(parents=True)

@@ -35,14 +35,15 @@ TERACHEM = {
 }
 
 BROKER = {"host": "10.1.0.10", "rabbitmq_user": "terafleet", "rabbitmq_password": "s3cret/+pw",
-          "rabbitmq_port": 5672, "rabbitmq_vhost": "terafleet", "redis_password": "r3dis", "redis_port": 6379,
-          "redis_database": 0}
+          "rabbitmq_port": 5672, "rabbitmq_vhost": "terafleet", "redis_user": "terafleet", "redis_password": "r3dis",
+          "redis_port": 6379, "redis_database": 0}
 
 CELERY_WORKER = {
     "image": "terafleet/worker:latest", "queues": ["terachem"], "concurrency": 1, "stop_timeout": 86400,
     "result_expires": 604800, "unavailable_timeout": 21600, "memory": "2g", "retry_backoff": 2, "env": {},
     "network": "terafleet",
-    "broker_url": "", "result_backend": "", "cpu_workers": [], "broker": BROKER,
+    "broker_url": "", "result_backend": "", "cpu_workers": [], "secrets_dir": "/etc/terafleet/worker",
+    "broker": BROKER,
 }
 
 FRONTEND = {"enabled": True, "image": "nginx:stable", "publish_address": "0.0.0.0",

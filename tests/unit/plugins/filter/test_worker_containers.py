@@ -20,9 +20,9 @@ def test_one_worker_per_server_on_its_queue_with_the_built_urls():
     workers = plan()
     assert [w["name"] for w in workers] == ["worker-gpu0-1", "worker-gpu2-3"]
     first = workers[0]
-    assert first["secret_env"] == {
-        "TERAFLEET_BROKER_URL": "amqp://terafleet:s3cret%2F%2Bpw@10.1.0.10:5672/terafleet",
-        "TERAFLEET_RESULT_BACKEND": "redis://:r3dis@10.1.0.10:6379/0",
+    assert first["secrets"] == {
+        "broker_url": "amqp://terafleet:s3cret%2F%2Bpw@10.1.0.10:5672/terafleet",
+        "result_backend": "redis://terafleet:r3dis@10.1.0.10:6379/0",
     }
     assert first["env"] == {
         "TERAFLEET_RESULT_EXPIRES": "604800", "TERAFLEET_UNAVAILABLE_TIMEOUT": "21600",
@@ -30,8 +30,13 @@ def test_one_worker_per_server_on_its_queue_with_the_built_urls():
         "TERAFLEET_NODE": "gpu01", "TERAFLEET_QUEUES": "terachem,terachem.gpu01.gpu0-1",
         "TERAFLEET_CONCURRENCY": "1", "TERAFLEET_GPU_SET": "gpu0-1", "TERAFLEET_SCRATCH_DIR": "/scratch",
         "TCPB_HOST": "terachem-gpu0-1", "TCPB_PORT": "11111",
+        "TERAFLEET_BROKER_URL_FILE": "/run/terafleet/broker_url",
+        "TERAFLEET_RESULT_BACKEND_FILE": "/run/terafleet/result_backend",
     }
+    assert "s3cret" not in str(first["env"])
     assert first["mounts"] == [{"type": "volume", "source": "terafleet-scratch-gpu0-1", "target": "/scratch",
+                                "read_only": True},
+                               {"type": "bind", "source": "/etc/terafleet/worker", "target": "/run/terafleet",
                                 "read_only": True}]
     assert first["labels"] == {"org.terafleet.role": "worker", "org.terafleet.node": "gpu01.cluster",
                                "org.terafleet.gpu_set": "gpu0-1", "org.terafleet.server": "terachem-gpu0-1"}
@@ -39,7 +44,7 @@ def test_one_worker_per_server_on_its_queue_with_the_built_urls():
 
 
 def test_on_nfs_each_worker_reads_its_servers_nfs_volume():
-    assert [w["mounts"] for w in plan(backend=NFS)] == [
+    assert [w["mounts"][:1] for w in plan(backend=NFS)] == [
         [{"type": "volume", "source": f"terafleet-scratch-nfs-{name}", "target": "/scratch", "read_only": True}]
         for name in ("gpu0-1", "gpu2-3")]
 
@@ -47,8 +52,8 @@ def test_on_nfs_each_worker_reads_its_servers_nfs_volume():
 def test_explicit_urls_need_no_broker_settings():
     workers = plan(broker_url="amqps://u:p@mq.example:5671/v", result_backend="rediss://:q@r.example:6380/1",
                    broker="not read")
-    assert workers[0]["secret_env"]["TERAFLEET_BROKER_URL"] == "amqps://u:p@mq.example:5671/v"
-    assert workers[0]["secret_env"]["TERAFLEET_RESULT_BACKEND"] == "rediss://:q@r.example:6380/1"
+    assert workers[0]["secrets"] == {"broker_url": "amqps://u:p@mq.example:5671/v",
+                                     "result_backend": "rediss://:q@r.example:6380/1"}
 
 
 def test_extra_environment_and_a_fractional_backoff():
@@ -56,11 +61,24 @@ def test_extra_environment_and_a_fractional_backoff():
     assert workers[1]["env"]["CELERY_LOG"] == "info" and workers[1]["env"]["TERAFLEET_RETRY_BACKOFF"] == "1.5"
 
 
+def test_extra_environment_cannot_put_a_url_back_or_move_the_files():
+    env = {"TERAFLEET_BROKER_URL": "amqp://x:leak@h//", "TERAFLEET_RESULT_BACKEND_FILE": "/tmp/other"}
+    worker = plan(env=env)[0]
+    assert "TERAFLEET_BROKER_URL" not in worker["env"]
+    assert worker["env"]["TERAFLEET_RESULT_BACKEND_FILE"] == "/run/terafleet/result_backend"
+
+
+def test_the_secrets_directory_must_be_an_absolute_path():
+    with pytest.raises(AnsibleFilterError, match="celery_worker_secrets_dir must be an absolute path"):
+        plan(secrets_dir="etc/terafleet")
+
+
 def test_cpu_only_workers_drive_a_server_elsewhere():
     workers = plan(node=preflight_node(gpu_node=False), host="cpu01", cpu_workers=[CPU_WORKER])
     assert [w["name"] for w in workers] == ["worker-remote-gpu2"]
     assert workers[0]["env"]["TCPB_HOST"] == "10.1.0.21" and workers[0]["env"]["TCPB_PORT"] == "11112"
-    assert workers[0]["env"]["TERAFLEET_QUEUES"] == "remote" and "mounts" not in workers[0]
+    assert workers[0]["env"]["TERAFLEET_QUEUES"] == "remote"
+    assert [m["target"] for m in workers[0]["mounts"]] == ["/run/terafleet"]
     assert workers[0]["labels"]["org.terafleet.server"] == "10.1.0.21:11112"
 
 
@@ -129,11 +147,18 @@ def test_registered_as_a_filter():
     assert FilterModule().filters()["worker_containers"] is worker_containers
 
 
-def test_each_worker_answers_to_the_celery_name_its_instance_plan_gives(monkeypatch):
+def test_each_worker_answers_to_the_celery_name_its_instance_plan_gives_and_reads_its_urls(monkeypatch, tmp_path):
     from terafleet_worker.settings import Settings
 
     node = preflight_node(size=2)
     for instance, worker in zip(node["instances"], plan(node), strict=True):
+        # The secrets directory as the role writes it, where the worker's mount puts it.
+        mount = next(m for m in worker["mounts"] if m["source"] == "/etc/terafleet/worker")
+        for name, value in worker["secrets"].items():
+            (tmp_path / name).write_text(value + "\n")
         for key, value in worker["env"].items():
-            monkeypatch.setenv(key, value)
-        assert Settings().worker_name == instance["celery_name"]
+            monkeypatch.setenv(key, value.replace(mount["target"], str(tmp_path)))
+        settings = Settings()
+        assert settings.worker_name == instance["celery_name"]
+        assert (settings.broker_url, settings.result_backend) == (worker["secrets"]["broker_url"],
+                                                                  worker["secrets"]["result_backend"])

@@ -387,6 +387,22 @@ def test_secret_env_reaches_the_container_but_its_label_records_only_a_short_has
     assert json.loads(other["Labels"][CONFIG_LABEL])["env"] != recorded["env"]
 
 
+def test_secrets_never_reach_docker_and_a_changed_one_recreates_the_container():
+    engine = Engine()
+    first = spec(secrets={"broker_url": "amqp://terafleet:s3cret@head:5672/terafleet"})
+    body = create_body(first)
+    assert not any("s3cret" in item for item in body["Env"]) and "s3cret" not in json.dumps(body)
+    assert json.loads(body["Labels"][CONFIG_LABEL])["secrets"]["broker_url"].startswith("(secret ")
+    assert config_hash(first) != config_hash(SERVER)
+    converge(engine, [first])
+    assert converge(engine, [first]) == ["unchanged"]
+    changed = spec(secrets={"broker_url": "amqp://terafleet:other@head:5672/terafleet"})
+    entry = diff(plan(engine, [changed])[0])
+    assert entry["after_header"] == "terachem-gpu0: recreated (configuration changed)"
+    assert "s3cret" not in entry["before"] and "other" not in entry["after"]
+    assert converge(engine, [changed]) == ["recreated"]
+
+
 def test_a_key_in_both_env_and_secret_env_is_refused():
     with pytest.raises(SpecError, match=r"\['OMP_NUM_THREADS'\] in both env and secret_env"):
         create_body(spec(secret_env={"OMP_NUM_THREADS": 2}))
