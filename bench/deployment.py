@@ -166,6 +166,16 @@ def floor_line(line: str, epoch: float) -> str:
     return f"{float(stamp) - epoch:6.1f} s  {step}"
 
 
+def floor_tls(head_ip: str) -> dict[str, str]:
+    """A CA and the head's certificate and key (PEM) for the floor's TLS, made here as site.yml makes its own."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from certificates import CA
+
+    ca = CA("floor CA")
+    cert, key = ca.server(head_ip)
+    return {"FLOOR_TLS_CA": ca.pem, "FLOOR_TLS_CERT": cert, "FLOOR_TLS_KEY": key}
+
+
 def floor(nodes: dict[str, str], work: Path, head: str, gpus: int = 2) -> float:
     """bench/floor.sh on every node at once; the floor is when the last one is done."""
     keys = KEYS
@@ -173,12 +183,14 @@ def floor(nodes: dict[str, str], work: Path, head: str, gpus: int = 2) -> float:
                          .stdout)[0]["NetworkSettings"]["Networks"]
     head_ip = next(iter(address.values()))["IPAddress"]
     license_text = (REPO / "playbooks/demo/terachem-license.key").read_text().strip()
+    tls = floor_tls(head_ip)
     started, epoch = time.monotonic(), time.time()
     running = []
     for node, role in nodes.items():
         env = ["-e", f"FLOOR_RABBITMQ_PASSWORD={keys['broker_rabbitmq_password']}",
                "-e", f"FLOOR_REDIS_PASSWORD={keys['broker_redis_password']}", "-e", f"FLOOR_HEAD={head_ip}",
-               "-e", f"FLOOR_GPUS={gpus}", "-e", f"FLOOR_LICENSE={license_text}"]
+               "-e", f"FLOOR_GPUS={gpus}", "-e", f"FLOOR_LICENSE={license_text}",
+               *(item for name, pem in tls.items() for item in ("-e", f"{name}={pem}"))]
         with open(REPO / "bench" / "floor.sh", "rb") as script:  # the docker client keeps its own descriptor
             running.append((node, subprocess.Popen(["docker", "exec", "-i", *env, node, "bash", "-s", role],
                                                    stdin=script, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))

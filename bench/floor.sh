@@ -35,7 +35,16 @@ if [[ $role == head ]]; then
   docker pull -q $registry/broker:latest >/dev/null
   docker pull -q $registry/backend:latest >/dev/null
   stamp pulled
-  install -d -m 0700 /etc/terafleet/broker/rabbitmq /etc/terafleet/broker/redis
+  install -d -m 0700 /etc/terafleet/broker/rabbitmq /etc/terafleet/broker/redis /etc/terafleet/broker/tls
+  printf '%s\n' "$FLOOR_TLS_CA" >/etc/terafleet/broker/tls/ca.crt
+  printf '%s\n' "$FLOOR_TLS_CERT" >/etc/terafleet/broker/tls/broker.crt
+  printf '%s\n' "$FLOOR_TLS_KEY" >/etc/terafleet/broker/tls/broker.key
+  chmod 0644 /etc/terafleet/broker/tls/*
+  tls_mounts() {
+    for file in ca.crt broker.crt broker.key; do
+      printf -- '--mount type=bind,source=/etc/terafleet/broker/tls/%s,target=%s/%s,readonly ' "$file" "$1" "$file"
+    done
+  }
   cat >/etc/terafleet/broker/rabbitmq/10-terafleet.conf <<CONF
 default_user = terafleet
 default_pass = $FLOOR_RABBITMQ_PASSWORD
@@ -43,16 +52,24 @@ default_vhost = terafleet
 default_permissions.configure = .*
 default_permissions.read = .*
 default_permissions.write = .*
-listeners.tcp.default = 5672
+listeners.tcp = none
+listeners.ssl.default = 5671
+ssl_options.cacertfile = /etc/rabbitmq/tls/ca.crt
+ssl_options.certfile = /etc/rabbitmq/tls/broker.crt
+ssl_options.keyfile = /etc/rabbitmq/tls/broker.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 consumer_timeout = 604800000
 CONF
-  printf 'bind 0.0.0.0\nprotected-mode no\nport 6379\ndir /data\nuser default off\nuser terafleet reset on >%s ~* &* -@all +@read +@write +@keyspace +@pubsub +@transaction +@connection +@scripting -@dangerous\nappendonly yes\n' \
+  printf 'bind 0.0.0.0\nprotected-mode no\nport 0\ntls-port 6379\ntls-cert-file /usr/local/etc/redis/tls/broker.crt\ntls-key-file /usr/local/etc/redis/tls/broker.key\ntls-ca-cert-file /usr/local/etc/redis/tls/ca.crt\ntls-auth-clients no\ndir /data\nuser default off\nuser terafleet reset on >%s ~* &* -@all +@read +@write +@keyspace +@pubsub +@transaction +@connection +@scripting -@dangerous\nappendonly yes\n' \
     "$FLOOR_REDIS_PASSWORD" >/etc/terafleet/broker/redis/redis.conf
-  docker run -d --name terafleet-rabbitmq --restart unless-stopped -p "$ip:5672:5672" \
+  # shellcheck disable=SC2046 # the mounts are one word each
+  docker run -d --name terafleet-rabbitmq --restart unless-stopped -p "$ip:5671:5671" $(tls_mounts /etc/rabbitmq/tls) \
     --mount type=volume,source=terafleet-rabbitmq-data,target=/var/lib/rabbitmq \
     --mount type=bind,source=/etc/terafleet/broker/rabbitmq/10-terafleet.conf,target=/etc/rabbitmq/conf.d/10-terafleet.conf,readonly \
     $registry/broker:latest >/dev/null
-  docker run -d --name terafleet-redis --restart unless-stopped -p "$ip:6379:6379" \
+  # shellcheck disable=SC2046 # the mounts are one word each
+  docker run -d --name terafleet-redis --restart unless-stopped -p "$ip:6379:6379" $(tls_mounts /usr/local/etc/redis/tls) \
     --mount type=volume,source=terafleet-redis-data,target=/data \
     --mount type=bind,source=/etc/terafleet/broker/redis/redis.conf,target=/usr/local/etc/redis/redis.conf,readonly \
     $registry/backend:latest redis-server /usr/local/etc/redis/redis.conf >/dev/null
@@ -69,9 +86,11 @@ install -d -m 0700 /etc/terafleet/terachem
 printf '%s\n' "$FLOOR_LICENSE" >/etc/terafleet/terachem/license.key
 chmod 0400 /etc/terafleet/terachem/license.key
 install -d -m 0700 /etc/terafleet/worker
-printf '%s\n' "amqp://terafleet:$FLOOR_RABBITMQ_PASSWORD@$FLOOR_HEAD:5672/terafleet" >/etc/terafleet/worker/broker_url
-printf '%s\n' "redis://terafleet:$FLOOR_REDIS_PASSWORD@$FLOOR_HEAD:6379/0" >/etc/terafleet/worker/result_backend
+printf '%s\n' "amqps://terafleet:$FLOOR_RABBITMQ_PASSWORD@$FLOOR_HEAD:5671/terafleet" >/etc/terafleet/worker/broker_url
+printf '%s\n' "rediss://terafleet:$FLOOR_REDIS_PASSWORD@$FLOOR_HEAD:6379/0" >/etc/terafleet/worker/result_backend
+printf '%s\n' "$FLOOR_TLS_CA" >/etc/terafleet/worker/ca.crt
 chmod 0400 /etc/terafleet/worker/broker_url /etc/terafleet/worker/result_backend
+chmod 0444 /etc/terafleet/worker/ca.crt
 docker network create terafleet >/dev/null
 health='exec 3<>/dev/tcp/127.0.0.1/11111 && printf "\0\0\0\0\0\0\0\0" >&3 && [ "$(timeout 8 head -c 4 <&3 | od -An -tx1 | tr -d " \n")" = 00000000 ]'
 ports=()
@@ -90,6 +109,7 @@ for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do
   docker run -d --name worker-$set_name --hostname worker-$set_name --network terafleet --restart unless-stopped \
     --stop-timeout 86400 --label org.terafleet.role=worker \
     -e TERAFLEET_BROKER_URL_FILE=/run/terafleet/broker_url -e TERAFLEET_RESULT_BACKEND_FILE=/run/terafleet/result_backend \
+    -e TERAFLEET_TLS_CA_FILE=/run/terafleet/ca.crt \
     -e TERAFLEET_QUEUES="terachem,terachem.$node.$set_name" -e TERAFLEET_NODE="$node" -e TERAFLEET_GPU_SET=$set_name \
     -e TCPB_HOST=terachem-$set_name -e TCPB_PORT=11111 -e TERAFLEET_SCRATCH_DIR=/scratch \
     --mount type=volume,source=terafleet-scratch-$set_name,target=/scratch,readonly \

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import testinfra
@@ -57,11 +58,28 @@ def address(container: str, scenario: str) -> str:
     return info["NetworkSettings"]["Networks"][f"terafleet-{scenario}"]["IPAddress"]
 
 
+HEAD_CA = "/etc/terafleet/broker/tls/ca.crt"
+
+
+def head_ca(head: str) -> Path:
+    """The CA certificate the head's RabbitMQ and Redis present theirs under, copied to this machine."""
+    path = Path(tempfile.gettempdir()) / f"terafleet-{head}-ca.crt"
+    path.write_text(subprocess.run(["docker", "exec", head, "cat", HEAD_CA], capture_output=True, text=True,
+                                   check=True).stdout)
+    return path
+
+
+def client_environment(scenario: str, head: str) -> dict:
+    """What a client (terafleet_worker's settings) needs to reach the scenario's broker and backend over TLS."""
+    keys, host = secrets(scenario), address(head, scenario)
+    return {"TERAFLEET_BROKER_URL": f"amqps://terafleet:{keys['broker_rabbitmq_password']}@{host}:5671/terafleet",
+            "TERAFLEET_RESULT_BACKEND": f"rediss://terafleet:{keys['broker_redis_password']}@{host}:6379/0",
+            "TERAFLEET_TLS_CA_FILE": str(head_ca(head))}
+
+
 def celery_app(scenario: str, head: str):
     """terafleet's Celery app pointed at the scenario's broker and result backend on its head node."""
-    keys, host = secrets(scenario), address(head, scenario)
-    os.environ["TERAFLEET_BROKER_URL"] = f"amqp://terafleet:{keys['broker_rabbitmq_password']}@{host}:5672/terafleet"
-    os.environ["TERAFLEET_RESULT_BACKEND"] = f"redis://terafleet:{keys['broker_redis_password']}@{host}:6379/0"
+    os.environ.update(client_environment(scenario, head))
     from terafleet_worker.app import app
 
     return app

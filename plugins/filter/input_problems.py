@@ -15,8 +15,10 @@ description:
     C(broker_rabbitmq_password) and C(broker_redis_password) as strings that are not empty, the RabbitMQ one
     one that C(rabbitmq.conf) can hold, see P(terafleet.cluster.config_value#filter)), C(image_archives)
     (each archive in C(container_images_archives) exists on the controller), C(cpu_workers) (each entry of
-    C(celery_worker_cpu_workers) is usable, names do not repeat), C(retired) (no variable terafleet no longer
-    reads is set, so a setting is never silently ignored)."
+    C(celery_worker_cpu_workers) is usable, names do not repeat), C(tls) (the site's C(broker_tls_ca_cert),
+    C(broker_tls_cert) and C(broker_tls_key) are given all three or none with C(broker_tls) on, and each
+    one given exists on the controller), C(retired) (no variable terafleet no longer reads is set, so a
+    setting is never silently ignored)."
   - An input that is an undefined variable fails in Ansible, naming the variable, before any rule runs.
 positional: host
 options:
@@ -25,8 +27,8 @@ options:
       - The inputs, a dict - C(gpu_node), C(head), C(cpu_node) (booleans), C(license_file),
         C(rabbitmq_password), C(redis_password), C(broker_url), C(result_backend) (the workers' explicit
         URLs; a password is then not needed on GPU and CPU nodes), C(image_archives), C(cpu_workers),
-        C(set_variables) (the names of the host's variables that start with a role's prefix, from the
-        C(ansible.builtin.varnames) lookup).
+        C(tls) (boolean), C(tls_ca_cert), C(tls_cert), C(tls_key), C(set_variables) (the names of the
+        host's variables that start with a role's prefix, from the C(ansible.builtin.varnames) lookup).
       - Paths are read on the controller, relative to its working directory.
     type: dict
     required: true
@@ -62,7 +64,8 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.config_syntax im
 from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import cpu_workers_problems, password_problem
 
 INPUTS = ("gpu_node", "head", "cpu_node", "license_file", "rabbitmq_password", "redis_password", "broker_url",
-          "result_backend", "image_archives", "cpu_workers", "set_variables")
+          "result_backend", "image_archives", "cpu_workers", "tls", "tls_ca_cert", "tls_cert", "tls_key",
+          "set_variables")
 # Variables terafleet read once, and what replaces each.
 RETIRED = {
     "celery_worker_max_retries": "a calculation now waits for its server up to celery_worker_unavailable_timeout "
@@ -108,6 +111,18 @@ def cpu_workers(inputs: Mapping) -> list[str]:
     return cpu_workers_problems(inputs["cpu_workers"]) if inputs["cpu_node"] else []
 
 
+def tls(inputs: Mapping) -> list[str]:
+    given = {name: inputs[f"tls_{name}"] for name in ("ca_cert", "cert", "key")}
+    problems = []
+    if inputs["tls"] and any(given.values()) and not all(given.values()):
+        problems.append("broker_tls_ca_cert, broker_tls_cert and broker_tls_key go together: give all three, "
+                        "or none and terafleet makes a CA and the head's certificate")
+    for name, path in given.items():
+        if path and not (isinstance(path, str) and os.path.isfile(path)):
+            problems.append(f"broker_tls_{name} '{path}' not found on the controller")
+    return problems
+
+
 def retired(inputs: Mapping) -> list[str]:
     return [f"{name} is no longer read: {RETIRED[name]}; remove it from the inventory"
             for name in sorted(set(inputs["set_variables"] or []) & set(RETIRED))]
@@ -118,6 +133,7 @@ RULES: dict[str, Callable[[Mapping], list[str]]] = {
     "passwords": passwords,
     "image_archives": image_archives,
     "cpu_workers": cpu_workers,
+    "tls": tls,
     "retired": retired,
 }
 

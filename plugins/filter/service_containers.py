@@ -36,7 +36,9 @@ options:
         C(image), C(publish_address), C(config_dir), C(delete_jobs), C(uploads) - and C(network), the
         servers' network.
       - For C(broker), the broker role's variables without their C(broker_) prefix - C(rabbitmq_image),
-        C(redis_image), C(bind_address), C(rabbitmq_port), C(redis_port), C(config_dir).
+        C(redis_image), C(bind_address), C(rabbitmq_port), C(redis_port), C(config_dir), C(tls).
+      - With C(tls), RabbitMQ listens for AMQP over TLS only (container port 5671) and Redis for TLS only;
+        each mounts the CA certificate, its certificate and key from C(<config_dir>/tls) read-only.
     type: dict
     required: true
   host:
@@ -73,6 +75,10 @@ _value:
     config_files:
       description: Configuration file paths on the node, by service (C(nginx), C(rabbitmq), C(redis)).
       type: dict
+    tls_files:
+      description: Only for O(kind=broker), the TLS files' paths on the node by name (C(ca.crt),
+        C(broker.crt), C(broker.key)); empty otherwise.
+      type: dict
 """
 
 import posixpath
@@ -91,7 +97,9 @@ FRONTEND = ("enabled", "image", "publish_address", "config_dir", "delete_jobs", 
 # Who a frontend that only reads runs as: nobody, in group root, which the scratch directories (root's,
 # scratch_dir_mode 0750) let read; no more than reading the scratch TeraChem wrote.
 READER = "65534:0"
-BROKER = ("rabbitmq_image", "redis_image", "bind_address", "rabbitmq_port", "redis_port", "config_dir")
+BROKER = ("rabbitmq_image", "redis_image", "bind_address", "rabbitmq_port", "redis_port", "config_dir", "tls")
+# Where RabbitMQ and Redis find the TLS files the broker role writes into <config_dir>/tls.
+TLS_FILES = ("ca.crt", "broker.crt", "broker.key")
 
 
 def frontend(node: dict, scratch: dict | None, s: Settings) -> dict:
@@ -124,16 +132,23 @@ def frontend(node: dict, scratch: dict | None, s: Settings) -> dict:
 def broker(s: Settings) -> dict:
     address, config_dir = s.str("bind_address"), s.path("config_dir")
     rabbitmq_conf, redis_conf = f"{config_dir}/rabbitmq/10-terafleet.conf", f"{config_dir}/redis/redis.conf"
+    tls = s.bool("tls")
+    tls_files = {name: f"{config_dir}/tls/{name}" for name in TLS_FILES} if tls else {}
+
+    def tls_mounts(target_dir: str) -> list[dict]:
+        return [{"type": "bind", "source": source, "target": f"{target_dir}/{name}", "read_only": True}
+                for name, source in tls_files.items()]
+
     rabbitmq = {
         "name": "terafleet-rabbitmq",
         "image": s.str("rabbitmq_image"),
         # RabbitMQ names its node, and so its database on the volume, after the host name.
         "hostname": "terafleet-rabbitmq",
         "restart_policy": "unless-stopped",
-        "published_ports": [f"{address}:{s.int('rabbitmq_port', 1, 65535)}:5672"],
+        "published_ports": [f"{address}:{s.int('rabbitmq_port', 1, 65535)}:{5671 if tls else 5672}"],
         "mounts": [{"type": "volume", "source": "terafleet-rabbitmq-data", "target": "/var/lib/rabbitmq"},
                    {"type": "bind", "source": rabbitmq_conf, "target": "/etc/rabbitmq/conf.d/10-terafleet.conf",
-                    "read_only": True}],
+                    "read_only": True}, *tls_mounts("/etc/rabbitmq/tls")],
         "labels": {ROLE_LABEL: "broker"},
         "stop_timeout": 60,
     }
@@ -145,14 +160,15 @@ def broker(s: Settings) -> dict:
         "published_ports": [f"{address}:{s.int('redis_port', 1, 65535)}:6379"],
         "mounts": [{"type": "volume", "source": "terafleet-redis-data", "target": "/data"},
                    {"type": "bind", "source": redis_conf, "target": "/usr/local/etc/redis/redis.conf",
-                    "read_only": True}],
+                    "read_only": True}, *tls_mounts("/usr/local/etc/redis/tls")],
         "labels": {ROLE_LABEL: "backend"},
         "stop_timeout": 30,
     }
     return {"containers": [rabbitmq, redis],
             "volumes": [{"name": "terafleet-rabbitmq-data", "labels": {ROLE_LABEL: "broker"}},
                         {"name": "terafleet-redis-data", "labels": {ROLE_LABEL: "broker"}}],
-            "config_files": {"rabbitmq": rabbitmq_conf, "redis": redis_conf}}
+            "config_files": {"rabbitmq": rabbitmq_conf, "redis": redis_conf},
+            "tls_files": tls_files}
 
 
 def service_containers(node: dict, kind: str, settings: dict, host: str, scratch: dict | None = None) -> dict:

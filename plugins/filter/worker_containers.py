@@ -20,6 +20,10 @@ description:
     holds them under the names of the files the celery_worker role writes into C(secrets_dir) (root,
     0400), which every worker mounts read-only at C(/run/terafleet); C(TERAFLEET_BROKER_URL_FILE) and
     C(TERAFLEET_RESULT_BACKEND_FILE) name those files.
+  - With the broker role's C(tls) on, the built URLs are C(amqps://) and C(rediss://). With C(tls_ca) (the
+    CA certificate's text) each worker's C(secrets) also holds C(ca.crt), which it reads through
+    C(TERAFLEET_TLS_CA_FILE) to verify the broker's and backend's certificates; without it, the system's
+    CAs do.
 positional: scratch, settings, host, host_short
 options:
   _input:
@@ -35,10 +39,10 @@ options:
       - The celery_worker role's variables without their C(celery_worker_) prefix - C(image), C(queues),
         C(concurrency), C(stop_timeout), C(result_expires), C(unavailable_timeout), C(retry_backoff),
         C(memory), C(env),
-        C(network), C(broker_url), C(result_backend), C(cpu_workers), C(secrets_dir) - and C(broker), a dict of the
-        broker role's C(rabbitmq_user), C(rabbitmq_password), C(rabbitmq_port), C(rabbitmq_vhost),
-        C(redis_user), C(redis_password), C(redis_port), C(redis_database) and the C(host) the workers reach
-        them at.
+        C(network), C(broker_url), C(result_backend), C(cpu_workers), C(secrets_dir), C(tls_ca) - and
+        C(broker), a dict of the broker role's C(tls), C(rabbitmq_user), C(rabbitmq_password),
+        C(rabbitmq_port), C(rabbitmq_vhost), C(redis_user), C(redis_password), C(redis_port),
+        C(redis_database) and the C(host) the workers reach them at.
       - C(cpu_workers) entries are C({name, queues, server_host, server_port}); give C([]) on hosts that
         run none.
       - C(broker) is read only where C(broker_url) or C(result_backend) is empty.
@@ -100,13 +104,14 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
 
 SETTINGS = ("image", "queues", "concurrency", "stop_timeout", "result_expires", "unavailable_timeout",
             "retry_backoff", "memory",
-            "env", "network", "broker_url", "result_backend", "cpu_workers", "secrets_dir", "broker")
-BROKER = ("host", "rabbitmq_user", "rabbitmq_password", "rabbitmq_port", "rabbitmq_vhost", "redis_user",
+            "env", "network", "broker_url", "result_backend", "cpu_workers", "secrets_dir", "tls_ca", "broker")
+BROKER = ("host", "tls", "rabbitmq_user", "rabbitmq_password", "rabbitmq_port", "rabbitmq_vhost", "redis_user",
           "redis_password", "redis_port", "redis_database")
 SERVER_PORT = "11111"
 # Where a worker finds the files of the node's secrets directory.
 SECRETS_TARGET = "/run/terafleet"
 SECRET_FILES = {"broker_url": "TERAFLEET_BROKER_URL", "result_backend": "TERAFLEET_RESULT_BACKEND"}
+CA_FILE = "ca.crt"
 
 
 def urls(s: Settings) -> tuple[str, str]:
@@ -119,12 +124,13 @@ def urls(s: Settings) -> tuple[str, str]:
         if not host:
             raise AnsibleFilterError(f"{s.host}: no broker address: the head node's facts are missing and "
                                      "celery_worker_broker_host is empty; set it or keep a head in the play")
+        amqp, redis = ("amqps", "rediss") if broker.bool("tls") else ("amqp", "redis")
         if not broker_url:
-            broker_url = (f"amqp://{quote(broker.str('rabbitmq_user'), safe='')}:"
+            broker_url = (f"{amqp}://{quote(broker.str('rabbitmq_user'), safe='')}:"
                           f"{quote(rabbitmq_password, safe='')}@{host}:"
                           f"{broker.int('rabbitmq_port', 1, 65535)}/{broker.str('rabbitmq_vhost')}")
         if not backend_url:
-            backend_url = (f"redis://{broker.name('redis_user')}:{quote(redis_password, safe='')}@{host}:"
+            backend_url = (f"{redis}://{broker.name('redis_user')}:{quote(redis_password, safe='')}@{host}:"
                            f"{broker.int('redis_port', 1, 65535)}/{broker.int('redis_database', 0)}")
     for name, url in (("broker_url", broker_url), ("result_backend", backend_url)):
         if not urlsplit(url).password:
@@ -159,10 +165,14 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
     # The URLs carry the passwords: the workers read them from files, and docker_containers hashes them
     # into each worker's configuration (a new password recreates the workers) without giving them to Docker.
     secrets = {"broker_url": broker_url, "result_backend": backend_url}
+    tls_ca = s.str("tls_ca", empty=True)
+    if tls_ca.strip():
+        secrets[CA_FILE] = tls_ca
     secrets_mount = {"type": "bind", "source": s.path("secrets_dir"), "target": SECRETS_TARGET, "read_only": True}
-    reserved = {*SECRET_FILES.values(), *(f"{name}_FILE" for name in SECRET_FILES.values())}
+    reserved = {*SECRET_FILES.values(), *(f"{name}_FILE" for name in SECRET_FILES.values()), "TERAFLEET_TLS_CA_FILE"}
     common = {**{key: value for key, value in env.items() if key not in reserved},
               **{f"{name}_FILE": f"{SECRETS_TARGET}/{file}" for file, name in SECRET_FILES.items()},
+              **({"TERAFLEET_TLS_CA_FILE": f"{SECRETS_TARGET}/{CA_FILE}"} if CA_FILE in secrets else {}),
               "TERAFLEET_RESULT_EXPIRES": str(s.int("result_expires", minimum=1)),
               "TERAFLEET_UNAVAILABLE_TIMEOUT": str(s.int("unavailable_timeout", minimum=1)),
               "TERAFLEET_RETRY_BACKOFF": s.number("retry_backoff"),

@@ -39,6 +39,12 @@ options:
       port: {description: Redis port., type: int, default: 6379}
       user: {description: ACL user name; C(default) is the user C(requirepass) sets., type: str, default: default}
       password: {description: The user's password., type: str, required: true}
+  tls_ca_file:
+    description:
+      - CA certificate (a file on the node) to verify both services' certificates with; given, both are
+        reached over TLS (AMQPS, Redis TLS) and each certificate must name O(rabbitmq.host) and
+        O(redis.host). A certificate the CA did not sign fails the task at once.
+    type: path
   timeout:
     description: Seconds to wait for both to answer.
     type: int
@@ -85,6 +91,7 @@ waited:
 
 import contextlib
 import socket
+import ssl
 import struct
 import time
 
@@ -186,17 +193,29 @@ def server_version(start_args: bytes) -> str:
     return ""
 
 
-def connect(service: str, host: str, port: int, timeout: float) -> socket.socket:
-    """A connection to `service`; one it refuses, or not yet, is worth another try."""
+def connect(service: str, host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None) -> socket.socket:
+    """A connection to `service`, over TLS with `tls`; one it refuses, or not yet, is worth another try, one
+    whose certificate is not trusted is not."""
     try:
-        return socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as error:
         raise NotReady(f"{service} at {host}:{port}: {error}") from None
+    if tls is None:
+        return sock
+    try:
+        return tls.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as error:
+        sock.close()
+        raise Refused(f"{service} at {host}:{port}: its certificate is not trusted: {error.verify_message}") from None
+    except OSError as error:
+        sock.close()
+        raise NotReady(f"{service} at {host}:{port}: the TLS handshake failed: {error}") from None
 
 
-def check_rabbitmq(host: str, port: int, user: str, password: str, vhost: str, timeout: float) -> dict:
+def check_rabbitmq(host: str, port: int, user: str, password: str, vhost: str, timeout: float,
+                   tls: ssl.SSLContext | None = None) -> dict:
     """Log in over AMQP 0-9-1 and open `vhost`, then close cleanly."""
-    with connect("RabbitMQ", host, port, timeout) as sock:
+    with connect("RabbitMQ", host, port, timeout, tls) as sock:
         try:
             return _amqp_login(sock, user, password, vhost)
         except (OSError, EOFError, struct.error, IndexError) as error:
@@ -256,9 +275,10 @@ def read_line(sock: socket.socket) -> str:
     return data[:-2].decode(errors="replace")
 
 
-def check_redis(host: str, port: int, user: str, password: str, timeout: float) -> dict:
+def check_redis(host: str, port: int, user: str, password: str, timeout: float,
+                tls: ssl.SSLContext | None = None) -> dict:
     """AUTH, then PING; a refused password fails, a Redis still loading its data is not ready yet."""
-    with connect("Redis", host, port, timeout) as sock:
+    with connect("Redis", host, port, timeout, tls) as sock:
         try:
             sock.sendall(redis_command("AUTH", user, password) + redis_command("PING") + redis_command("QUIT"))
             auth, ping = read_line(sock), read_line(sock)
@@ -298,18 +318,25 @@ def main() -> None:
                                   "port": {"type": "int", "default": 6379},
                                   "user": {"type": "str", "default": "default"},
                                   "password": {"type": "str", "required": True, "no_log": True}}},
+            "tls_ca_file": {"type": "path"},
             "timeout": {"type": "int", "default": 120},
         },
         supports_check_mode=True,
     )
     rabbit, redis = module.params["rabbitmq"], module.params["redis"]
+    tls = None
+    if module.params["tls_ca_file"]:
+        try:
+            tls = ssl.create_default_context(cafile=module.params["tls_ca_file"])
+        except (OSError, ssl.SSLError) as error:
+            module.fail_json(msg=f"cannot read the CA certificate {module.params['tls_ca_file']}: {error}")
     started = time.monotonic()
     try:
         rabbit_answer = wait_for(lambda t: check_rabbitmq(rabbit["host"], rabbit["port"], rabbit["user"],
-                                                          rabbit["password"], rabbit["vhost"], t),
+                                                          rabbit["password"], rabbit["vhost"], t, tls),
                                  module.params["timeout"])
         redis_answer = wait_for(lambda t: check_redis(redis["host"], redis["port"], redis["user"],
-                                                      redis["password"], t),
+                                                      redis["password"], t, tls),
                                 max(1, module.params["timeout"] - (time.monotonic() - started)))
     except (NotReady, Refused) as error:
         module.fail_json(msg=str(error))

@@ -18,6 +18,9 @@ from test_node_modules import run_module
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / ".collections"))
+sys.path.insert(0, str(REPO / "tests"))
+from certificates import CA  # noqa: E402
+
 from ansible_collections.terafleet.cluster.plugins.filter.config_value import config_value  # noqa: E402
 
 LABEL = {"org.terafleet.test": "broker-check"}
@@ -40,34 +43,51 @@ def role_config(template: str, **variables) -> str:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "roles/broker/templates"),
                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     environment.filters["terafleet.cluster.config_value"] = config_value
+    environment.filters["bool"] = bool
     return environment.get_template(template).render(**variables)
 
 
 @contextlib.contextmanager
-def broker_and_backend(docker_client, directory: Path, rabbitmq_password: str, redis_password: str, labels: dict):
+def broker_and_backend(docker_client, directory: Path, rabbitmq_password: str, redis_password: str, labels: dict,
+                       tls: CA | None = None):
     """A RabbitMQ with the user terafleet and its vhost, and a Redis with the user terafleet, both just
-    started from the images and configured by the broker role's own templates. Yields both containers and
-    their published ports; removes them after."""
+    started from the images and configured by the broker role's own templates; with `tls`, over TLS only,
+    with a certificate for 127.0.0.1 that CA signed. Yields both containers and their published ports (and
+    the CA's file); removes them after."""
     rabbitmq_conf, redis_conf = directory / "10-terafleet.conf", directory / "redis.conf"
     rabbitmq_conf.write_text(role_config(
         "rabbitmq.conf.j2", broker_rabbitmq_user="terafleet", broker_rabbitmq_password=rabbitmq_password,
-        broker_rabbitmq_vhost="terafleet", broker_rabbitmq_consumer_timeout_ms=604800000))
-    redis_conf.write_text(role_config("redis.conf.j2", broker_redis_user="terafleet",
+        broker_rabbitmq_vhost="terafleet", broker_rabbitmq_consumer_timeout_ms=604800000, broker_tls=bool(tls)))
+    redis_conf.write_text(role_config("redis.conf.j2", broker_redis_user="terafleet", broker_tls=bool(tls),
                                       broker_redis_password=redis_password).replace("dir /data\n", ""))
-    for path in (rabbitmq_conf, redis_conf):
+    files = {"ca.crt": None, "broker.crt": None, "broker.key": None}
+    if tls:
+        files["broker.crt"], files["broker.key"] = tls.server("127.0.0.1", "localhost")
+        files["ca.crt"] = tls.pem
+        for name, text in files.items():
+            (directory / name).write_text(text)
+    for path in (rabbitmq_conf, redis_conf, *(directory / name for name in files if tls)):
         path.chmod(0o644)
+
+    def mounts(target_dir: str) -> dict:
+        return {str(directory / name): {"bind": f"{target_dir}/{name}", "mode": "ro"} for name in files if tls}
+
+    amqp_port = "5671/tcp" if tls else "5672/tcp"
     tag = secrets.token_hex(3)
     rabbitmq = docker_client.containers.run(
         "terafleet/broker:latest", name=f"tf-it-{tag}-rabbitmq", detach=True, labels=labels,
-        ports={"5672/tcp": ("127.0.0.1", None)},
-        volumes={str(rabbitmq_conf): {"bind": "/etc/rabbitmq/conf.d/10-terafleet.conf", "mode": "ro"}})
+        ports={amqp_port: ("127.0.0.1", None)},
+        volumes={str(rabbitmq_conf): {"bind": "/etc/rabbitmq/conf.d/10-terafleet.conf", "mode": "ro"},
+                 **mounts("/etc/rabbitmq/tls")})
     redis = docker_client.containers.run(
         "terafleet/backend:latest", ["redis-server", "/usr/local/etc/redis/redis.conf"], name=f"tf-it-{tag}-redis",
         detach=True, labels=labels, ports={"6379/tcp": ("127.0.0.1", None)},
-        volumes={str(redis_conf): {"bind": "/usr/local/etc/redis/redis.conf", "mode": "ro"}})
+        volumes={str(redis_conf): {"bind": "/usr/local/etc/redis/redis.conf", "mode": "ro"},
+                 **mounts("/usr/local/etc/redis/tls")})
     try:
-        yield {"rabbitmq_container": rabbitmq, "rabbitmq": published_port(rabbitmq, "5672/tcp"),
-               "redis_container": redis, "redis": published_port(redis, "6379/tcp")}
+        yield {"rabbitmq_container": rabbitmq, "rabbitmq": published_port(rabbitmq, amqp_port),
+               "redis_container": redis, "redis": published_port(redis, "6379/tcp"),
+               "ca_file": str(directory / "ca.crt") if tls else None}
     finally:
         for container in (rabbitmq, redis):
             with contextlib.suppress(docker.errors.NotFound):
@@ -128,10 +148,12 @@ def test_redis_lets_the_celery_user_use_results_and_nothing_else(services):
     with client.pipeline() as pipe:
         pipe.rpush("chord-x", b"1").expire("chord-x", 60).incr("chord-x.counter").execute()
     assert client.eval("return redis.call('GET', KEYS[1])", 1, "celery-task-meta-x") == b"{}"
-    for command in (("CONFIG", "GET", "*"), ("FLUSHALL",), ("DEBUG", "SLEEP", "0"), ("KEYS", "*"),
-                    ("MODULE", "LIST"), ("SHUTDOWN",), ("ACL", "LIST")):
+    for command in (("CONFIG", "GET", "*"), ("FLUSHALL",), ("KEYS", "*"), ("MODULE", "LIST"), ("SHUTDOWN",),
+                    ("ACL", "LIST")):
         with pytest.raises(redis.exceptions.NoPermissionError):
             client.execute_command(*command)
+    with pytest.raises(redis.exceptions.ResponseError):  # refused before the ACL is read: debug is off
+        client.execute_command("DEBUG", "SLEEP", "0")
     # Redis's default user is off, whatever password is tried.
     for password in (REDIS_PASSWORD, None):
         with pytest.raises((redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)):
@@ -145,3 +167,58 @@ def test_nothing_listening_fails_after_the_timeout(services):
     assert result.get("failed"), result
     assert "RabbitMQ at 127.0.0.1:1" in result["msg"] and "(after 3 s)" in result["msg"]
     assert 3 <= time.monotonic() - started < 30
+
+
+@pytest.fixture(scope="module")
+def tls_services(docker_client, tmp_path_factory):
+    """Both over TLS only, with certificates from a CA of the test's own."""
+    with broker_and_backend(docker_client, tmp_path_factory.mktemp("tls"), RABBITMQ_PASSWORD, REDIS_PASSWORD,
+                            LABEL, tls=CA("integration CA")) as running:
+        yield running
+
+
+def test_over_tls_it_logs_in_verifying_both_certificates(tls_services):
+    result = run_module("broker_check", {**args(tls_services), "tls_ca_file": tls_services["ca_file"]})
+    assert not result.get("failed"), result
+    assert result["rabbitmq"]["authenticated"] is True and result["redis"] == {"pong": True}
+
+
+def test_a_certificate_another_ca_signed_fails_at_once(tls_services, tmp_path):
+    other = tmp_path / "other-ca.crt"
+    other.write_text(CA("another CA").pem)
+    started = time.monotonic()
+    result = run_module("broker_check", {**args(tls_services, timeout=60), "tls_ca_file": str(other)})
+    assert result.get("failed"), result
+    assert "its certificate is not trusted" in result["msg"] and "RabbitMQ" in result["msg"]
+    assert time.monotonic() - started < 30, "a certificate that is not trusted is not waited out"
+
+
+def test_over_tls_the_plaintext_protocols_get_no_answer(tls_services):
+    result = run_module("broker_check", args(tls_services, timeout=3))
+    assert result.get("failed"), result
+    assert "(after 3 s)" in result["msg"]
+
+
+def test_a_worker_reaches_both_over_tls_with_the_urls_the_plan_builds(tls_services, monkeypatch):
+    import kombu
+    import redis
+
+    from ansible_collections.terafleet.cluster.plugins.filter.worker_containers import urls
+    from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import Settings
+    from terafleet_worker.settings import Settings as WorkerSettings
+
+    settings = {"broker_url": "", "result_backend": "", "broker": {
+        "host": "127.0.0.1", "tls": True, "rabbitmq_user": "terafleet", "rabbitmq_password": RABBITMQ_PASSWORD,
+        "rabbitmq_port": tls_services["rabbitmq"], "rabbitmq_vhost": "terafleet", "redis_user": "terafleet",
+        "redis_password": REDIS_PASSWORD, "redis_port": tls_services["redis"], "redis_database": 0}}
+    broker_url, backend_url = urls(Settings(settings, "celery_worker_", "gpu01", ("broker_url", "result_backend",
+                                                                                 "broker")))
+    assert broker_url.startswith("amqps://") and backend_url.startswith("rediss://")
+    for name, value in (("TERAFLEET_BROKER_URL", broker_url), ("TERAFLEET_RESULT_BACKEND", backend_url),
+                        ("TERAFLEET_TLS_CA_FILE", tls_services["ca_file"])):
+        monkeypatch.setenv(name, value)
+    worker = WorkerSettings()
+    with kombu.Connection(broker_url, ssl=worker.broker_tls(), connect_timeout=10) as connection:
+        connection.ensure_connection(max_retries=3)
+        assert connection.connected
+    assert redis.Redis.from_url(backend_url, socket_timeout=10, **worker.backend_tls()).ping() is True

@@ -79,7 +79,7 @@ def test_a_changed_password_is_set_with_the_roles_own_rabbitmqctl_call(services)
 
 def test_a_workers_urls_carry_each_password(services):
     settings = {"broker_url": "", "result_backend": "", "broker": {
-        "host": "127.0.0.1", "rabbitmq_user": "terafleet", "rabbitmq_password": services["password"],
+        "host": "127.0.0.1", "tls": False, "rabbitmq_user": "terafleet", "rabbitmq_password": services["password"],
         "rabbitmq_port": services["rabbitmq"], "rabbitmq_vhost": "terafleet", "redis_user": "terafleet",
         "redis_password": REDIS_PASSWORD,
         "redis_port": services["redis"], "redis_database": 0}}

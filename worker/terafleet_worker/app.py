@@ -32,5 +32,10 @@ app.conf.update(
     result_backend_always_retry=True,
     result_backend_max_retries=float("inf"),
 )
+# amqps:// and rediss://: each server's certificate is verified against the CA (TERAFLEET_TLS_CA_FILE).
+if SETTINGS.broker_tls():
+    app.conf.broker_use_ssl = SETTINGS.broker_tls()
+if SETTINGS.backend_tls():
+    app.conf.redis_backend_use_ssl = SETTINGS.backend_tls()
 app.steps["consumer"].add(HeldQueuesStep)
 app.steps["consumer"].add(StandbyStep)

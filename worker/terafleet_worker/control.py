@@ -87,14 +87,14 @@ def main(argv: list[str] | None = None) -> None:
             result = states(workers)
         elif args.command == "drain":
             # Recorded first: a worker restarted between the two steps starts drained.
-            backend = hold.client(SETTINGS.result_backend)
+            backend = hold.client(SETTINGS.result_backend, SETTINGS.backend_tls())
             for worker in workers:
                 hold.hold(backend, worker, args.queues)
             set_consuming(workers, args.queues, False)
             result = settled_states(workers, args.queues, False)
         else:
             set_consuming(workers, args.queues, True)
-            backend = hold.client(SETTINGS.result_backend)
+            backend = hold.client(SETTINGS.result_backend, SETTINGS.backend_tls())
             for worker in workers:
                 hold.release(backend, worker, args.queues)
             result = settled_states(workers, args.queues, True)

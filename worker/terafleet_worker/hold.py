@@ -29,11 +29,12 @@ def key(worker: str) -> str:
     return PREFIX + worker
 
 
-def client(url: str):
-    """A Redis client for the result backend at `url` that gives up on a call after TIMEOUT seconds."""
+def client(url: str, tls: dict | None = None):
+    """A Redis client for the result backend at `url` (with redis-py's TLS options for rediss://) that gives
+    up on a call after TIMEOUT seconds."""
     import redis
 
-    return redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
+    return redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT, **(tls or {}))
 
 
 def held(redis_client, worker: str) -> set[str]:
@@ -80,7 +81,7 @@ class HeldQueuesStep(bootsteps.StartStopStep):
 
         from .app import SETTINGS
 
-        backend = client(SETTINGS.result_backend)
+        backend = client(SETTINGS.result_backend, SETTINGS.backend_tls())
         names = read_at_start(lambda: held(backend, SETTINGS.worker_name), time.monotonic() + START_TIMEOUT,
                               (redis.RedisError, OSError)) or set()
         dropped = [queue.name for queue in c.task_consumer.queues if queue.name in names]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class Settings:
     broker_url: str = field(default_factory=lambda: _secret("TERAFLEET_BROKER_URL", "amqp://guest@localhost//"))
     result_backend: str = field(default_factory=lambda: _secret("TERAFLEET_RESULT_BACKEND",
                                                                 "redis://localhost:6379/0"))
+    # The CA that signed the broker's and backend's certificates (amqps://, rediss://); empty: the system's.
+    tls_ca_file: str = field(default_factory=lambda: os.environ.get("TERAFLEET_TLS_CA_FILE", ""))
     queues: tuple[str, ...] = field(default_factory=lambda: tuple(
         q.strip() for q in os.environ.get("TERAFLEET_QUEUES", "terachem").split(",") if q.strip()))
     concurrency: int = field(default_factory=lambda: _int("TERAFLEET_CONCURRENCY", 1))
@@ -87,6 +90,21 @@ class Settings:
     def server(self) -> str:
         return f"{self.server_host}:{self.server_port}"
 
+    def broker_tls(self) -> dict | None:
+        """Celery's broker_use_ssl for an amqps:// broker: the certificate verified against the CA and the
+        broker URL's host name; None for plaintext."""
+        if not self.broker_url.startswith("amqps://"):
+            return None
+        return {"cert_reqs": ssl.CERT_REQUIRED, "server_hostname": None,
+                **({"ca_certs": self.tls_ca_file} if self.tls_ca_file else {})}
+
+    def backend_tls(self) -> dict | None:
+        """redis-py's (and Celery's redis_backend_use_ssl) options for a rediss:// backend; None for plaintext."""
+        if not self.result_backend.startswith("rediss://"):
+            return None
+        return {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True,
+                **({"ssl_ca_certs": self.tls_ca_file} if self.tls_ca_file else {})}
+
 
 def load() -> Settings:
     settings = Settings()
@@ -103,4 +121,6 @@ def load() -> Settings:
             raise SystemExit(f"{name} must be above 0, got {value}")
     if not settings.queues:
         raise SystemExit("TERAFLEET_QUEUES names no queue")
+    if settings.tls_ca_file and not os.path.isfile(settings.tls_ca_file):
+        raise SystemExit(f"TERAFLEET_TLS_CA_FILE: {settings.tls_ca_file} is not a file")
     return settings

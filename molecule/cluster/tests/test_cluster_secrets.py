@@ -1,16 +1,19 @@
-"""Closed doors on the converged cluster: the workers' passwords live in root-only files, not in their
-environment; Redis lets Celery's user do a result backend's work and nothing else; RabbitMQ's guest never
-logs in; a new password reaches every worker without showing in any output."""
+"""Closed doors on the converged cluster: the broker and backend speak TLS only, with a certificate no other
+CA vouches for; the workers' passwords live in root-only files, not in their environment; Redis lets
+Celery's user do a result backend's work and nothing else; RabbitMQ's guest never logs in; a new password
+reaches every worker without showing in any output."""
 
 from __future__ import annotations
 
 import json
+import ssl
 from urllib.parse import quote
 
 import kombu
 import pytest
 import redis
 import yaml
+from certificates import CA
 from test_cluster_operations import smoke_test_result
 
 import scenario
@@ -38,6 +41,47 @@ def assert_no_secret(text: str, secrets: dict) -> None:
             assert form not in text, f"{name} appears in the output"
 
 
+def backend(password: str, ca, username: str | None = "terafleet") -> redis.Redis:
+    """A Redis client for the head's result backend over TLS, trusting `ca`."""
+    return redis.Redis(host=scenario.address(HEAD, "cluster"), port=6379, username=username, password=password,
+                       socket_timeout=10, ssl=True, ssl_ca_certs=str(ca), ssl_cert_reqs="required")
+
+
+def amqp_login(user: str, password: str, ca=None, port: int = 5671) -> None:
+    """Log in to the head's RabbitMQ (over TLS trusting `ca`, or in plaintext without); raises when refused."""
+    tls = {"ca_certs": str(ca), "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": None} if ca else False
+    address = scenario.address(HEAD, "cluster")
+    with kombu.Connection(f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{address}:{port}/terafleet",
+                          ssl=tls, connect_timeout=10) as connection:
+        connection.ensure_connection(max_retries=1, timeout=20)
+
+
+def other_ca(directory) -> str:
+    """A CA certificate of another site's, which vouches for nothing terafleet made."""
+    path = directory / "other-ca.crt"
+    path.write_text(CA("another CA").pem)
+    return str(path)
+
+
+def test_the_broker_and_backend_speak_tls_only_with_a_certificate_from_the_clusters_ca(tmp_path):
+    keys, ca = scenario.secrets("cluster"), scenario.head_ca(HEAD)
+    amqp_login("terafleet", keys["broker_rabbitmq_password"], ca)
+    assert backend(keys["broker_redis_password"], ca).ping() is True
+    # Plaintext: on the TLS port nothing answers AMQP, and the plaintext port is closed.
+    for port in (5671, 5672):
+        with pytest.raises(Exception):  # noqa: B017,PT011 - a broken handshake, a reset or a refusal
+            amqp_login("terafleet", keys["broker_rabbitmq_password"], port=port)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        redis.Redis(host=scenario.address(HEAD, "cluster"), port=6379, username="terafleet",
+                    password=keys["broker_redis_password"], socket_timeout=10).ping()
+    # A client that trusts another CA refuses the head's certificate.
+    other = other_ca(tmp_path)
+    with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):  # noqa: PT011
+        amqp_login("terafleet", keys["broker_rabbitmq_password"], other)
+    with pytest.raises(redis.exceptions.ConnectionError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        backend(keys["broker_redis_password"], other).ping()
+
+
 def test_workers_read_their_urls_from_root_only_files_and_docker_shows_no_password():
     keys = scenario.secrets("cluster")
     for name in WORKER_NODES:
@@ -49,8 +93,10 @@ def test_workers_read_their_urls_from_root_only_files_and_docker_shows_no_passwo
             entry = host.file(f"{SECRETS_DIR}/{file}")
             assert (entry.mode, entry.user) == (0o400, "root"), f"{name}:{file}"
             urls[file] = entry.content_string.strip()
+        assert urls["broker_url"].startswith("amqps://terafleet:")
         assert quote(keys["broker_rabbitmq_password"], safe="") in urls["broker_url"]
-        assert urls["result_backend"].startswith("redis://terafleet:")
+        assert urls["result_backend"].startswith("rediss://terafleet:")
+        assert host.file(f"{SECRETS_DIR}/ca.crt").content_string == scenario.head_ca(HEAD).read_text()
         names = workers(host)
         assert names, f"{name} runs no worker"
         for worker in names:
@@ -65,19 +111,18 @@ def test_workers_read_their_urls_from_root_only_files_and_docker_shows_no_passwo
 
 
 def test_the_celery_user_cannot_reconfigure_or_empty_redis_and_the_default_user_is_off():
-    keys, address = scenario.secrets("cluster"), scenario.address(HEAD, "cluster")
-    client = redis.Redis(host=address, port=6379, username="terafleet", password=keys["broker_redis_password"],
-                         socket_timeout=10)
+    keys, ca = scenario.secrets("cluster"), scenario.head_ca(HEAD)
+    client = backend(keys["broker_redis_password"], ca)
     assert client.ping() is True
     client.setex("terafleet-test-key", 60, b"x")
     assert client.get("terafleet-test-key") == b"x"
-    for command in (("CONFIG", "GET", "*"), ("FLUSHALL",), ("DEBUG", "SLEEP", "0"), ("KEYS", "*"),
+    for command in (("CONFIG", "GET", "*"), ("FLUSHALL",), ("KEYS", "*"),
                     ("ACL", "SETUSER", "intruder", "on", ">pw", "+@all")):
         with pytest.raises(redis.exceptions.NoPermissionError):
             client.execute_command(*command)
     # requirepass-style logins go to the default user, which is off.
     with pytest.raises((redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)):
-        redis.Redis(host=address, port=6379, password=keys["broker_redis_password"], socket_timeout=10).ping()
+        backend(keys["broker_redis_password"], ca, username=None).ping()
 
 
 def test_guest_cannot_log_in_even_when_an_older_database_holds_it(host):
@@ -89,10 +134,8 @@ def test_guest_cannot_log_in_even_when_an_older_database_holds_it(host):
         assert result.returncode == 0, result.stdout[-3000:]
         users = [entry["user"] for entry in json.loads(host.check_output(f"{rabbitmqctl} list_users --formatter json"))]
         assert "guest" not in users and "terafleet" in users
-        address = scenario.address(HEAD, "cluster")
-        with kombu.Connection(f"amqp://guest:guest@{address}:5672/terafleet", connect_timeout=10) as connection, \
-                pytest.raises(Exception, match="ACCESS_REFUSED|refused"):
-            connection.ensure_connection(max_retries=1)
+        with pytest.raises(Exception, match="ACCESS_REFUSED|refused"):  # noqa: PT011
+            amqp_login("guest", "guest", scenario.head_ca(HEAD))
     finally:
         host.run(f"{rabbitmqctl} delete_user guest")
 
@@ -119,9 +162,9 @@ def test_new_passwords_reach_every_worker_and_show_in_no_output(tmp_path):
                 assert inspect(host, worker)["Id"] != before[(name, worker)], f"{name}:{worker} kept the old password"
         # Each GPU node's smoke test sent a calculation through its workers with the new passwords.
         assert smoke_test_result(result.stdout) == "ok"
-        address = scenario.address(HEAD, "cluster")
-        assert redis.Redis(host=address, port=6379, username="terafleet", password=new["broker_redis_password"],
-                           socket_timeout=10).ping() is True
+        assert backend(new["broker_redis_password"], scenario.head_ca(HEAD)).ping() is True
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            backend(keys["broker_redis_password"], scenario.head_ca(HEAD)).ping()
     finally:
         restored = playbook("site.yml")
         assert restored.returncode == 0, restored.stdout[-3000:]

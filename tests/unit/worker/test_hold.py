@@ -92,12 +92,13 @@ def test_a_starting_worker_drops_its_held_queues_once(monkeypatch, held, dropped
 def commands(monkeypatch):
     """control.main with the broker and the result backend replaced by records of the calls."""
     calls, redis = [], FakeRedis()
-    monkeypatch.setattr(hold, "client", lambda url: redis)
+    monkeypatch.setattr(hold, "client", lambda url, tls: redis)
     monkeypatch.setattr(control, "set_consuming", lambda workers, queues, consume: calls.append(
         ("add" if consume else "cancel", list(queues), list(workers))))
     monkeypatch.setattr(control, "settled_states", lambda workers, queues, consume: [{"queues": []}])
     monkeypatch.setattr(control, "SETTINGS", SimpleNamespace(result_backend="redis://backend:6379/0",
-                                                             worker_name="terachem@gpu01-gpu0"))
+                                                             worker_name="terachem@gpu01-gpu0",
+                                                             backend_tls=lambda: None))
     return calls, redis
 
 

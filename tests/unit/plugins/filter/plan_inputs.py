@@ -34,7 +34,7 @@ TERACHEM = {
     "healthcheck_timeout": "5s", "healthcheck_retries": 3, "healthcheck_start_period": "60s",
 }
 
-BROKER = {"host": "10.1.0.10", "rabbitmq_user": "terafleet", "rabbitmq_password": "s3cret/+pw",
+BROKER = {"host": "10.1.0.10", "tls": False, "rabbitmq_user": "terafleet", "rabbitmq_password": "s3cret/+pw",
           "rabbitmq_port": 5672, "rabbitmq_vhost": "terafleet", "redis_user": "terafleet", "redis_password": "r3dis",
           "redis_port": 6379, "redis_database": 0}
 
@@ -43,14 +43,15 @@ CELERY_WORKER = {
     "result_expires": 604800, "unavailable_timeout": 21600, "memory": "2g", "retry_backoff": 2, "env": {},
     "network": "terafleet",
     "broker_url": "", "result_backend": "", "cpu_workers": [], "secrets_dir": "/etc/terafleet/worker",
-    "broker": BROKER,
+    "tls_ca": "", "broker": BROKER,
 }
 
 FRONTEND = {"enabled": True, "image": "nginx:stable", "publish_address": "0.0.0.0",
             "config_dir": "/etc/terafleet/frontend", "delete_jobs": False, "uploads": False, "network": "terafleet"}
 
 BROKER_ROLE = {"rabbitmq_image": "rabbitmq:3.13", "redis_image": "redis:7", "bind_address": "10.1.0.10",
-               "rabbitmq_port": 5672, "redis_port": 6379, "config_dir": "/etc/terafleet/broker"}
+               "rabbitmq_port": 5672, "redis_port": 6379, "config_dir": "/etc/terafleet/broker",
+               "tls": False}
 
 NODE_CHECKS = {
     "enabled": True, "bin_dir": "/usr/local/sbin", "state_dir": "/var/lib/terafleet", "webhook_url": "",

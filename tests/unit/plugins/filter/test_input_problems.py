@@ -17,6 +17,7 @@ def good(tmp_path):
     return {"gpu_node": True, "head": False, "cpu_node": False, "license_file": str(license_file),
             "rabbitmq_password": "pw1", "redis_password": "pw2", "broker_url": "", "result_backend": "",
             "image_archives": {"terafleet/worker:latest": str(archive)}, "cpu_workers": [],
+            "tls": True, "tls_ca_cert": "", "tls_cert": "", "tls_key": "",
             "set_variables": ["celery_worker_image", "celery_worker_unavailable_timeout"]}
 
 
@@ -25,7 +26,7 @@ def test_good_inputs_have_no_problem(good):
 
 
 def test_every_rule_is_named():
-    assert sorted(RULES) == ["cpu_workers", "image_archives", "license_file", "passwords", "retired"]
+    assert sorted(RULES) == ["cpu_workers", "image_archives", "license_file", "passwords", "retired", "tls"]
 
 
 @pytest.mark.parametrize("rule, changes, problems", [
@@ -62,6 +63,15 @@ def test_every_rule_is_named():
     ("cpu_workers", {"cpu_node": True, "cpu_workers": [CPU_WORKER, CPU_WORKER]},
      ["CPU-only worker names repeat: ['remote-gpu2', 'remote-gpu2'] (celery_worker_cpu_workers)"]),
     ("cpu_workers", {"cpu_workers": [{"name": "x"}]}, []),
+    ("tls", {"tls_ca_cert": __file__},
+     ["broker_tls_ca_cert, broker_tls_cert and broker_tls_key go together: give all three, or none and terafleet "
+      "makes a CA and the head's certificate"]),
+    ("tls", {"tls_ca_cert": __file__, "tls": False}, []),
+    ("tls", {"tls_ca_cert": __file__, "tls_cert": __file__, "tls_key": "/nonexistent/head.key"},
+     ["broker_tls_key '/nonexistent/head.key' not found on the controller"]),
+    ("tls", {"tls_ca_cert": "/nonexistent/ca.crt", "tls": False},
+     ["broker_tls_ca_cert '/nonexistent/ca.crt' not found on the controller"]),
+    ("tls", {"tls_ca_cert": __file__, "tls_cert": __file__, "tls_key": __file__}, []),
     ("retired", {"set_variables": ["celery_worker_image", "celery_worker_max_retries"]},
      ["celery_worker_max_retries is no longer read: a calculation now waits for its server up to "
       "celery_worker_unavailable_timeout seconds after its first try; remove it from the inventory"]),

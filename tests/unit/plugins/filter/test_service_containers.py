@@ -70,6 +70,20 @@ def test_the_broker_and_backend_with_their_volumes_on_one_address():
     assert [v["name"] for v in plan["volumes"]] == ["terafleet-rabbitmq-data", "terafleet-redis-data"]
     assert plan["config_files"] == {"rabbitmq": "/etc/terafleet/broker/rabbitmq/10-terafleet.conf",
                                     "redis": "/etc/terafleet/broker/redis/redis.conf"}
+    assert plan["tls_files"] == {} and len(rabbitmq["mounts"]) == 2 and len(redis["mounts"]) == 2
+
+
+def test_with_tls_both_mount_the_certificates_and_rabbitmq_publishes_its_tls_port():
+    plan = service_containers({}, "broker", settings(BROKER_ROLE, tls=True, rabbitmq_port=5671), "head01")
+    rabbitmq, redis = plan["containers"]
+    assert rabbitmq["published_ports"] == ["10.1.0.10:5671:5671"]
+    assert redis["published_ports"] == ["10.1.0.10:6379:6379"]
+    files = ("ca.crt", "broker.crt", "broker.key")
+    assert plan["tls_files"] == {name: f"/etc/terafleet/broker/tls/{name}" for name in files}
+    assert rabbitmq["mounts"][2:] == [{"type": "bind", "source": f"/etc/terafleet/broker/tls/{name}",
+                                       "target": f"/etc/rabbitmq/tls/{name}", "read_only": True} for name in files]
+    assert [m["target"] for m in redis["mounts"][2:]] == [f"/usr/local/etc/redis/tls/{name}" for name in files]
+    assert all(m["read_only"] for m in redis["mounts"][1:])
 
 
 @pytest.mark.parametrize("kind, base, changes, message", [
@@ -77,6 +91,7 @@ def test_the_broker_and_backend_with_their_volumes_on_one_address():
     ("frontend", FRONTEND, {"config_dir": "etc/frontend"}, "frontend_config_dir must be an absolute path"),
     ("broker", BROKER_ROLE, {"rabbitmq_port": 70000}, "broker_rabbitmq_port must lie in 1-65535, got 70000"),
     ("broker", BROKER_ROLE, {"bind_address": ""}, "broker_bind_address is empty"),
+    ("broker", BROKER_ROLE, {"tls": "maybe"}, "broker_tls must be true or false, got 'maybe'"),
 ])
 def test_bad_settings_are_refused_naming_the_variable(kind, base, changes, message):
     with pytest.raises(AnsibleFilterError) as error:

@@ -56,6 +56,18 @@ def test_explicit_urls_need_no_broker_settings():
                                      "result_backend": "rediss://:q@r.example:6380/1"}
 
 
+def test_with_tls_the_urls_are_amqps_and_rediss_and_each_worker_gets_the_ca():
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    workers = plan(tls_ca=ca, broker={**BROKER, "tls": True, "rabbitmq_port": 5671})
+    for worker in workers:
+        assert worker["secrets"] == {"broker_url": "amqps://terafleet:s3cret%2F%2Bpw@10.1.0.10:5671/terafleet",
+                                     "result_backend": "rediss://terafleet:r3dis@10.1.0.10:6379/0", "ca.crt": ca}
+        assert worker["env"]["TERAFLEET_TLS_CA_FILE"] == "/run/terafleet/ca.crt"
+    # Without a CA of its own the workers trust the system's; given URLs keep their scheme.
+    explicit = plan(broker_url="amqps://u:p@mq.example:5671/v", result_backend="rediss://:q@r.example:6380/1")[0]
+    assert "ca.crt" not in explicit["secrets"] and "TERAFLEET_TLS_CA_FILE" not in explicit["env"]
+
+
 def test_extra_environment_and_a_fractional_backoff():
     workers = plan(env={"CELERY_LOG": "info"}, retry_backoff=1.5)
     assert workers[1]["env"]["CELERY_LOG"] == "info" and workers[1]["env"]["TERAFLEET_RETRY_BACKOFF"] == "1.5"
