@@ -306,6 +306,9 @@ def bench_others() -> None:
     added = re.search(r"added by Celery:\s+(-?[0-9.]+) ms/task", result.stdout)
     row("Celery overhead per task (bench/worker_overhead.py)", f"{added[1]} ms" if added else result.stdout[-300:],
         "target <= 50 ms")
+    tls = re.search(r"added by TLS:\s+(-?[0-9.]+) ms/task", result.stdout)
+    row("TLS overhead per task, over the same through plaintext (bench/worker_overhead.py)",
+        f"{tls[1]} ms" if tls else result.stdout[-300:], "target <= 5 ms")
     with tempfile.TemporaryDirectory() as workdir:
         figures_file = Path(workdir) / "operations.json"
         run([str(BIN / "python"), str(REPO / "bench" / "operations.py"), "--json", str(figures_file)], cwd=REPO)

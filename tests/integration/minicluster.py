@@ -24,7 +24,14 @@ from polling import wait_for  # noqa: E402  (re-exported to the tests)
 
 RUN_ID = uuid.uuid4().hex[:8]
 LABEL = {"org.terafleet.test": f"integration-{RUN_ID}"}
-BROKER_CONF = "default_user = terafleet\ndefault_pass = secret\nloopback_users = none\n"
+BROKER_CONF = "default_user = terafleet\ndefault_pass = secret\n"
+# With TLS (as the broker role configures it): AMQP over TLS only, Redis over TLS only.
+BROKER_TLS_CONF = ("listeners.tcp = none\nlisteners.ssl.default = 5671\nssl_options.cacertfile = /tls/ca.crt\n"
+                   "ssl_options.certfile = /tls/server.crt\nssl_options.keyfile = /tls/server.key\n"
+                   "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n")
+BACKEND_TLS_COMMAND = ["redis-server", "--port", "0", "--tls-port", "6379", "--tls-cert-file", "/tls/server.crt",
+                       "--tls-key-file", "/tls/server.key", "--tls-ca-cert-file", "/tls/ca.crt",
+                       "--tls-auth-clients", "no"]
 # Short leases: a run lost with its worker is taken up again within seconds (the default is 30 s).
 LEASE_SECONDS = "4"
 PAIRS = (("standin-a", "fake", "terachem", "0"), ("standin-b", "fake", "terachem", "1"),
@@ -71,13 +78,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def tls_files(workdir: Path) -> Path:
+    """A CA, and a certificate it signs for the broker and backend under every name the cluster reaches
+    them by, in workdir/tls (ca.crt, server.crt, server.key)."""
+    from certificates import CA
+
+    directory = workdir / "tls"
+    directory.mkdir()
+    ca = CA("mini cluster CA")
+    cert, key = ca.server("127.0.0.1", "broker", "backend")
+    for name, text in (("ca.crt", ca.pem), ("server.crt", cert), ("server.key", key)):
+        (directory / name).write_text(text)
+        (directory / name).chmod(0o644)
+    directory.chmod(0o755)
+    return directory
+
+
 @contextlib.contextmanager
-def mini_cluster(client, workdir: Path, pair_specs):
-    """Start broker, backend and (name, backend, queue, gpus) stand-in/worker pairs; remove all at exit."""
+def mini_cluster(client, workdir: Path, pair_specs, tls: bool = False):
+    """Start broker, backend and (name, backend, queue, gpus) stand-in/worker pairs; remove all at exit.
+    With `tls`, the broker and backend speak TLS only, and the workers and this process verify them."""
     network = client.networks.create(f"terafleet-it-{RUN_ID}", labels=LABEL)
     conf = workdir / "10-test.conf"
-    conf.write_text(BROKER_CONF)
+    conf.write_text(BROKER_CONF + (BROKER_TLS_CONF if tls else "listeners.tcp.default = 5672\n"))
     conf.chmod(0o644)
+    certificates = {str(tls_files(workdir)): {"bind": "/tls", "mode": "ro"}} if tls else {}
+    amqp, redis, amqp_port = ("amqps", "rediss", 5671) if tls else ("amqp", "redis", 5672)
     started = []
 
     def run(image, name, **kwargs):
@@ -90,10 +116,11 @@ def mini_cluster(client, workdir: Path, pair_specs):
 
     try:
         # A fixed host port: the tests restart the broker, and Docker would pick a new free one.
-        broker = run("terafleet/broker:latest", "broker", ports={"5672/tcp": ("127.0.0.1", free_port())},
-                     volumes={str(conf): {"bind": "/etc/rabbitmq/conf.d/10-test.conf", "mode": "ro"}})
-        backend = run("terafleet/backend:latest", "backend", ports={"6379/tcp": ("127.0.0.1", None)})
-        broker_port = published_port(broker, "5672/tcp")
+        broker = run("terafleet/broker:latest", "broker", ports={f"{amqp_port}/tcp": ("127.0.0.1", free_port())},
+                     volumes={str(conf): {"bind": "/etc/rabbitmq/conf.d/10-test.conf", "mode": "ro"}, **certificates})
+        backend = run("terafleet/backend:latest", "backend", command=BACKEND_TLS_COMMAND if tls else None,
+                      ports={"6379/tcp": ("127.0.0.1", None)}, volumes=certificates)
+        broker_port = published_port(broker, f"{amqp_port}/tcp")
         backend_port = published_port(backend, "6379/tcp")
         wait_for(lambda: broker.exec_run(["rabbitmq-diagnostics", "-q", "check_port_connectivity"]).exit_code == 0,
                  90, "RabbitMQ", interval=1.0)
@@ -109,16 +136,19 @@ def mini_cluster(client, workdir: Path, pair_specs):
             pairs[name] = Pair(name, standin, None, volume, queue)
         for pair in pairs.values():
             pair.worker = run("terafleet/worker:latest", f"worker-{pair.name}", stop_signal="SIGTERM",
-                              environment={"TERAFLEET_BROKER_URL": "amqp://terafleet:secret@broker:5672//",
-                                           "TERAFLEET_RESULT_BACKEND": "redis://backend:6379/0",
+                              environment={"TERAFLEET_BROKER_URL": f"{amqp}://terafleet:secret@broker:{amqp_port}//",
+                                           "TERAFLEET_RESULT_BACKEND": f"{redis}://backend:6379/0",
+                                           **({"TERAFLEET_TLS_CA_FILE": "/tls/ca.crt"} if tls else {}),
                                            "TERAFLEET_QUEUES": pair.queue, "TCPB_HOST": pair.name,
                                            "TCPB_PORT": "11111", "TERAFLEET_NODE": "it-node",
                                            "TERAFLEET_GPU_SET": pair.name, "TERAFLEET_RETRY_BACKOFF": "1.5",
                                            "TERAFLEET_LEASE_SECONDS": LEASE_SECONDS},
-                              volumes={pair.volume: {"bind": "/scratch", "mode": "ro"}})
+                              volumes={pair.volume: {"bind": "/scratch", "mode": "ro"}, **certificates})
 
-        os.environ["TERAFLEET_BROKER_URL"] = f"amqp://terafleet:secret@127.0.0.1:{broker_port}//"
-        os.environ["TERAFLEET_RESULT_BACKEND"] = f"redis://127.0.0.1:{backend_port}/0"
+        os.environ["TERAFLEET_BROKER_URL"] = f"{amqp}://terafleet:secret@127.0.0.1:{broker_port}//"
+        os.environ["TERAFLEET_RESULT_BACKEND"] = f"{redis}://127.0.0.1:{backend_port}/0"
+        if tls:
+            os.environ["TERAFLEET_TLS_CA_FILE"] = str(workdir / "tls" / "ca.crt")
         from terafleet_worker.app import app
 
         names = [p.worker_name for p in pairs.values()]
