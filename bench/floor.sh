@@ -103,7 +103,7 @@ for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do
     --gpus "device=$gpu" --init --restart unless-stopped --stop-timeout 30 -w /scratch -e STANDIN_BACKEND=pyscf \
     --mount type=volume,source=terafleet-scratch-$set_name,target=/scratch,volume-nocopy \
     --mount type=bind,source=/etc/terafleet/terachem/license.key,target=/opt/terachem/license.key,readonly \
-    -p "0.0.0.0:$((11111 + gpu)):11111" --health-cmd "bash -c '$health'" --health-interval 10s --health-timeout 5s \
+    --health-cmd "bash -c '$health'" --health-interval 10s --health-timeout 5s \
     --health-retries 3 --health-start-period 60s --label org.terafleet.role=terachem \
     $registry/standin:latest terachem -s 11111 >/dev/null
   docker run -d --name worker-$set_name --hostname worker-$set_name --network terafleet --restart unless-stopped \
@@ -115,7 +115,7 @@ for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do
     --mount type=volume,source=terafleet-scratch-$set_name,target=/scratch,readonly \
     --mount type=bind,source=/etc/terafleet/worker,target=/run/terafleet,readonly \
     $registry/worker:latest >/dev/null
-  ports+=(-p "0.0.0.0:$((8080 + gpu)):$((8080 + gpu))")
+  ports+=(-p "$ip:$((8080 + gpu)):$((8080 + gpu))")
 done
 docker run -d --name terafleet-frontend --network terafleet --restart unless-stopped "${ports[@]}" \
   --mount type=bind,source=/lstor/terafleet/scratch,target=/scratch --label org.terafleet.role=frontend \

@@ -5,13 +5,13 @@ import sys
 from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
-NODE_CHECKS = Path(__file__).resolve().parents[1] / "roles" / "node_checks" / "files"
+ROLES = Path(__file__).resolve().parents[1] / "roles"
 
 
-def load_script(name: str):
-    """The module for roles/node_checks/files/<name>."""
+def load_script(name: str, role: str = "node_checks"):
+    """The module for roles/<role>/files/<name>."""
     module_name = name.replace("-", "_")
-    loader = SourceFileLoader(module_name, str(NODE_CHECKS / name))
+    loader = SourceFileLoader(module_name, str(ROLES / role / "files" / name))
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader(module_name, loader))
     sys.modules[module_name] = module  # dataclasses look their module up there
     loader.exec_module(module)

@@ -13,12 +13,14 @@ description:
   - "Rules: C(license_file) (a GPU node needs the TeraChem license on the controller), C(passwords) (every
     host whose plan renders a broker or backend URL - the head, GPU nodes, CPU nodes with workers - needs
     C(broker_rabbitmq_password) and C(broker_redis_password) as strings that are not empty, the RabbitMQ one
-    one that C(rabbitmq.conf) can hold, see P(terafleet.cluster.config_value#filter)), C(image_archives)
+    one that C(rabbitmq.conf) can hold, see P(terafleet.cluster.config_value#filter), and a GPU node whose
+    frontend asks for basic authentication needs C(frontend_basic_auth_password)), C(image_archives)
     (each archive in C(container_images_archives) exists on the controller), C(cpu_workers) (each entry of
     C(celery_worker_cpu_workers) is usable, names do not repeat), C(tls) (the site's C(broker_tls_ca_cert),
     C(broker_tls_cert) and C(broker_tls_key) are given all three or none with C(broker_tls) on, and each
-    one given exists on the controller), C(retired) (no variable terafleet no longer reads is set, so a
-    setting is never silently ignored)."
+    one given exists on the controller), C(network) (on a GPU node, C(preflight_cluster_address) is an IP
+    address and C(preflight_allowed_sources) a list of networks in CIDR notation), C(retired) (no variable
+    terafleet no longer reads is set, so a setting is never silently ignored)."
   - An input that is an undefined variable fails in Ansible, naming the variable, before any rule runs.
 positional: host
 options:
@@ -27,7 +29,9 @@ options:
       - The inputs, a dict - C(gpu_node), C(head), C(cpu_node) (booleans), C(license_file),
         C(rabbitmq_password), C(redis_password), C(broker_url), C(result_backend) (the workers' explicit
         URLs; a password is then not needed on GPU and CPU nodes), C(image_archives), C(cpu_workers),
-        C(tls) (boolean), C(tls_ca_cert), C(tls_cert), C(tls_key), C(set_variables) (the names of the
+        C(tls) (boolean), C(tls_ca_cert), C(tls_cert), C(tls_key), C(cluster_address), C(allowed_sources),
+        C(frontend_basic_auth) (boolean, false where the frontend is off), C(frontend_basic_auth_password),
+        C(set_variables) (the names of the
         host's variables that start with a role's prefix, from the C(ansible.builtin.varnames) lookup).
       - Paths are read on the controller, relative to its working directory.
     type: dict
@@ -55,6 +59,7 @@ _value:
   sample: ["broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"]
 """
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 
@@ -65,6 +70,7 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import cpu_
 
 INPUTS = ("gpu_node", "head", "cpu_node", "license_file", "rabbitmq_password", "redis_password", "broker_url",
           "result_backend", "image_archives", "cpu_workers", "tls", "tls_ca_cert", "tls_cert", "tls_key",
+          "cluster_address", "allowed_sources", "frontend_basic_auth", "frontend_basic_auth_password",
           "set_variables")
 # Variables terafleet read once, and what replaces each.
 RETIRED = {
@@ -96,6 +102,8 @@ def passwords(inputs: Mapping) -> list[str]:
     if "rabbitmq_password" in needed and not problems[0]:
         problem = rabbitmq_problem(inputs["rabbitmq_password"])
         problems.append(f"broker_rabbitmq_password {problem}" if problem else "")
+    if inputs["gpu_node"] and inputs["frontend_basic_auth"]:
+        problems.append(password_problem(inputs["frontend_basic_auth_password"], "frontend_basic_auth_password"))
     return [problem for problem in problems if problem]
 
 
@@ -123,6 +131,25 @@ def tls(inputs: Mapping) -> list[str]:
     return problems
 
 
+def network(inputs: Mapping) -> list[str]:
+    if not inputs["gpu_node"]:
+        return []
+    problems = []
+    address, sources = inputs["cluster_address"], inputs["allowed_sources"]
+    try:
+        ipaddress.ip_address(str(address))
+    except ValueError:
+        problems.append(f"preflight_cluster_address must be an IP address, got {address!r}")
+    if not isinstance(sources, list) or not sources:
+        return [*problems, f"preflight_allowed_sources must be a list of networks (CIDR), got {sources!r}"]
+    for source in sources:
+        try:
+            ipaddress.ip_network(str(source), strict=False)
+        except ValueError:
+            problems.append(f"preflight_allowed_sources: {source!r} is not a network (CIDR such as 10.1.0.0/16)")
+    return problems
+
+
 def retired(inputs: Mapping) -> list[str]:
     return [f"{name} is no longer read: {RETIRED[name]}; remove it from the inventory"
             for name in sorted(set(inputs["set_variables"] or []) & set(RETIRED))]
@@ -134,6 +161,7 @@ RULES: dict[str, Callable[[Mapping], list[str]]] = {
     "image_archives": image_archives,
     "cpu_workers": cpu_workers,
     "tls": tls,
+    "network": network,
     "retired": retired,
 }
 

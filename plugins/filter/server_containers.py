@@ -31,8 +31,11 @@ options:
     description:
       - The terachem role's variables without their C(terachem_) prefix - C(image), C(command),
         C(gpu_mode), C(scratch_path), C(license_path), C(license_node_path), C(env), C(network),
-        C(publish_ports), C(publish_address), C(stop_timeout), C(healthcheck_interval),
+        C(publish_ports), C(publish_address), C(allowed_sources), C(stop_timeout), C(healthcheck_interval),
         C(healthcheck_timeout), C(healthcheck_retries), C(healthcheck_start_period).
+      - With C(publish_ports), each server's port is published on C(publish_address) (an IP address) and
+        C(allowed_sources) must be a list of networks (CIDR), which the terachem role's firewall lets
+        through and no other source; both are checked here, before any host changes.
       - Every key is required; the role's C(tasks/plan.yml) passes them all.
     type: dict
     required: true
@@ -57,7 +60,8 @@ EXAMPLES = r"""
       env: {}
       network: terafleet
       publish_ports: true
-      publish_address: 0.0.0.0
+      publish_address: 10.1.0.21
+      allowed_sources: [10.1.0.0/16]
       stop_timeout: 30
       healthcheck_interval: 10s
       healthcheck_timeout: 5s
@@ -85,7 +89,7 @@ _value:
            read_only: true}
       network: terafleet
       aliases: [terachem-gpu0]
-      published_ports: ["0.0.0.0:11111:11111"]
+      published_ports: ["10.1.0.21:11111:11111"]
       stop_timeout: 30
       stop_first: [worker-gpu0]
       healthcheck: {test: [CMD, bash, -c, "..."], interval: 10s, timeout: 5s, retries: 3, start_period: 60s}
@@ -102,8 +106,8 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
 )
 
 SETTINGS = ("image", "command", "gpu_mode", "scratch_path", "license_path", "license_node_path", "env", "network",
-            "publish_ports", "publish_address", "stop_timeout", "healthcheck_interval", "healthcheck_timeout",
-            "healthcheck_retries", "healthcheck_start_period")
+            "publish_ports", "publish_address", "allowed_sources", "stop_timeout", "healthcheck_interval",
+            "healthcheck_timeout", "healthcheck_retries", "healthcheck_start_period")
 # The port TeraChem's server listens on inside its container (terachem -s 11111).
 SERVER_PORT = 11111
 # A TCPB STATUS round-trip with bash alone (TeraChem's images have no Python): send an empty STATUS header,
@@ -123,7 +127,11 @@ def server_containers(node: dict, scratch: dict, settings: dict, host: str) -> l
     scratch_path, license_path, license_node_path = s.path("scratch_path"), s.path("license_path"), s.path(
         "license_node_path")
     env, network = s.env("env"), s.name("network")
-    publish_ports, publish_address = s.bool("publish_ports"), s.str("publish_address")
+    publish_ports = s.bool("publish_ports")
+    # Checked here, before any host changes; the terachem role's firewall applies them (DOCKER-USER).
+    publish_address = s.address("publish_address") if publish_ports else ""
+    if publish_ports:
+        s.networks("allowed_sources")
     stop_timeout = s.int("stop_timeout", minimum=0)
     healthcheck = {"test": HEALTHCHECK, "interval": s.duration("healthcheck_interval"),
                    "timeout": s.duration("healthcheck_timeout"), "retries": s.int("healthcheck_retries", minimum=1),

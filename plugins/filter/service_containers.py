@@ -33,8 +33,9 @@ options:
   settings:
     description:
       - For C(frontend), the frontend role's variables without their C(frontend_) prefix - C(enabled),
-        C(image), C(publish_address), C(config_dir), C(delete_jobs), C(uploads) - and C(network), the
-        servers' network.
+        C(image), C(publish_address) (an IP address), C(allowed_sources) (networks in CIDR notation, the
+        only sources nginx answers), C(basic_auth) (whether a password file guards every server),
+        C(config_dir), C(delete_jobs), C(uploads) - and C(network), the servers' network.
       - For C(broker), the broker role's variables without their C(broker_) prefix - C(rabbitmq_image),
         C(redis_image), C(bind_address), C(rabbitmq_port), C(redis_port), C(config_dir), C(tls).
       - With C(tls), RabbitMQ listens for AMQP over TLS only (container port 5671) and Redis for TLS only;
@@ -55,7 +56,8 @@ EXAMPLES = r"""
   ansible.builtin.set_fact:
     frontend: >-
       {{ preflight_node | terafleet.cluster.service_containers('frontend', {'enabled': true,
-           'image': 'nginx:stable', 'publish_address': '0.0.0.0', 'config_dir': '/etc/terafleet/frontend',
+           'image': 'nginx:stable', 'publish_address': '10.1.0.21', 'allowed_sources': ['10.1.0.0/16'],
+           'basic_auth': false, 'config_dir': '/etc/terafleet/frontend',
            'delete_jobs': false, 'uploads': false, 'network': 'terafleet'}, inventory_hostname, scratch_plan) }}
 """
 
@@ -73,7 +75,12 @@ _value:
       type: list
       elements: dict
     config_files:
-      description: Configuration file paths on the node, by service (C(nginx), C(rabbitmq), C(redis)).
+      description: Configuration file paths on the node, by service (C(nginx), C(htpasswd) with basic
+        authentication, C(rabbitmq), C(redis)).
+      type: dict
+    access:
+      description: Only for O(kind=frontend) with a frontend, who nginx answers - C(allowed_sources) (networks)
+        and C(basic_auth) (a bool); empty otherwise.
       type: dict
     tls_files:
       description: Only for O(kind=broker), the TLS files' paths on the node by name (C(ca.crt),
@@ -93,7 +100,8 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
     scratch_volumes,
 )
 
-FRONTEND = ("enabled", "image", "publish_address", "config_dir", "delete_jobs", "uploads", "network")
+FRONTEND = ("enabled", "image", "publish_address", "allowed_sources", "basic_auth", "config_dir", "delete_jobs",
+            "uploads", "network")
 # Who a frontend that only reads runs as: nobody, in group root, which the scratch directories (root's,
 # scratch_dir_mode 0750) let read; no more than reading the scratch TeraChem wrote.
 READER = "65534:0"
@@ -103,12 +111,15 @@ TLS_FILES = ("ca.crt", "broker.crt", "broker.key")
 
 
 def frontend(node: dict, scratch: dict | None, s: Settings) -> dict:
-    config = f"{s.path('config_dir')}/nginx.conf"
+    config_dir = s.path("config_dir")
+    config, htpasswd = f"{config_dir}/nginx.conf", f"{config_dir}/htpasswd"
     servers = instances(node, s.host)
     if not s.bool("enabled") or not servers:
-        return {"containers": [], "volumes": [], "config_files": {"nginx": config}}
+        return {"containers": [], "volumes": [], "config_files": {"nginx": config}, "access": {}}
     volumes = scratch_volumes(scratch, servers, s.host)
-    address = s.str("publish_address")
+    address = s.address("publish_address")
+    basic_auth = s.bool("basic_auth")
+    access = {"allowed_sources": s.networks("allowed_sources"), "basic_auth": basic_auth}
     writes = s.bool("delete_jobs") or s.bool("uploads")
     container = {
         "name": "terafleet-frontend",
@@ -120,13 +131,16 @@ def frontend(node: dict, scratch: dict | None, s: Settings) -> dict:
                       "target": f"/scratch/{posixpath.basename(item['scratch_dir'])}", "no_copy": True,
                       "read_only": not writes}
                      for item in servers),
-                   {"type": "bind", "source": config, "target": "/etc/nginx/nginx.conf", "read_only": True}],
+                   {"type": "bind", "source": config, "target": "/etc/nginx/nginx.conf", "read_only": True},
+                   *([{"type": "bind", "source": htpasswd, "target": "/etc/nginx/htpasswd", "read_only": True}]
+                     if basic_auth else [])],
         "published_ports": [f"{address}:{item['frontend_port']}:{item['frontend_port']}"
                             for item in servers],
         "network": s.name("network"),
         "labels": {ROLE_LABEL: "frontend", NODE_LABEL: s.host},
     }
-    return {"containers": [container], "volumes": [], "config_files": {"nginx": config}}
+    return {"containers": [container], "volumes": [],
+            "config_files": {"nginx": config, **({"htpasswd": htpasswd} if basic_auth else {})}, "access": access}
 
 
 def broker(s: Settings) -> dict:

@@ -9,6 +9,7 @@ role's defaults/main.yml.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from collections.abc import Mapping
@@ -139,6 +140,25 @@ class Settings:
         if problem:
             raise AnsibleFilterError(f"{self.host}: {problem}")
         return str(self._settings[name])
+
+    def networks(self, name: str) -> list[str]:
+        """Source networks: a list of CIDRs or single addresses, each as ip_network writes it; empty refused."""
+        value = self.strings(name, empty=False)
+        networks = []
+        for item in value:
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise self.fail(name, f"holds {item!r}, which is not a network (CIDR such as 10.1.0.0/16)") from None
+        return networks
+
+    def address(self, name: str) -> str:
+        """An IP address to publish ports on (0.0.0.0 included)."""
+        value = self.str(name).strip()
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise self.fail(name, f"must be an IP address, got {value!r}") from None
 
     def list(self, name: str) -> list:
         value = self.raw(name)

@@ -30,7 +30,8 @@ TERACHEM = {
     "image": "mtzgroup/terachem:latest", "command": ["terachem", "-s", "11111"], "gpu_mode": "device_request",
     "scratch_path": "/scratch", "license_path": "/opt/terachem/license.key",
     "license_node_path": "/etc/terafleet/terachem/license.key", "env": {}, "network": "terafleet",
-    "publish_ports": True, "publish_address": "0.0.0.0", "stop_timeout": 30, "healthcheck_interval": "10s",
+    "publish_ports": True, "publish_address": "10.1.0.21", "allowed_sources": ["10.1.0.0/16"], "stop_timeout": 30,
+    "healthcheck_interval": "10s",
     "healthcheck_timeout": "5s", "healthcheck_retries": 3, "healthcheck_start_period": "60s",
 }
 
@@ -46,7 +47,8 @@ CELERY_WORKER = {
     "tls_ca": "", "broker": BROKER,
 }
 
-FRONTEND = {"enabled": True, "image": "nginx:stable", "publish_address": "0.0.0.0",
+FRONTEND = {"enabled": True, "image": "nginx:stable", "publish_address": "10.1.0.21",
+            "allowed_sources": ["10.1.0.0/16", "10.2.0.7"], "basic_auth": False,
             "config_dir": "/etc/terafleet/frontend", "delete_jobs": False, "uploads": False, "network": "terafleet"}
 
 BROKER_ROLE = {"rabbitmq_image": "rabbitmq:3.13", "redis_image": "redis:7", "bind_address": "10.1.0.10",

@@ -18,6 +18,8 @@ def good(tmp_path):
             "rabbitmq_password": "pw1", "redis_password": "pw2", "broker_url": "", "result_backend": "",
             "image_archives": {"terafleet/worker:latest": str(archive)}, "cpu_workers": [],
             "tls": True, "tls_ca_cert": "", "tls_cert": "", "tls_key": "",
+            "cluster_address": "10.1.0.21", "allowed_sources": ["10.1.0.0/16"],
+            "frontend_basic_auth": False, "frontend_basic_auth_password": "",
             "set_variables": ["celery_worker_image", "celery_worker_unavailable_timeout"]}
 
 
@@ -26,7 +28,7 @@ def test_good_inputs_have_no_problem(good):
 
 
 def test_every_rule_is_named():
-    assert sorted(RULES) == ["cpu_workers", "image_archives", "license_file", "passwords", "retired", "tls"]
+    assert sorted(RULES) == ["cpu_workers", "image_archives", "license_file", "network", "passwords", "retired", "tls"]
 
 
 @pytest.mark.parametrize("rule, changes, problems", [
@@ -50,6 +52,9 @@ def test_every_rule_is_named():
     ("passwords", {"rabbitmq_password": "it's a/b%c\"d e", "redis_password": "it's #1 \" /%"}, []),
     ("passwords", {"rabbitmq_password": "it's #1", "broker_url": "amqp://u:p@mq:5672/v"}, []),
     ("passwords", {"rabbitmq_password": "", "gpu_node": False}, []),
+    ("passwords", {"frontend_basic_auth": True},
+     ["frontend_basic_auth_password is empty; set it (Ansible Vault) in the inventory"]),
+    ("passwords", {"frontend_basic_auth": True, "frontend_basic_auth_password": "s3cret"}, []),
     ("passwords", {"rabbitmq_password": "", "gpu_node": False, "cpu_node": True, "cpu_workers": [CPU_WORKER]},
      ["broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"]),
     ("image_archives", {"image_archives": {"redis:7": "/nonexistent/redis.tar"}},
@@ -72,6 +77,12 @@ def test_every_rule_is_named():
     ("tls", {"tls_ca_cert": "/nonexistent/ca.crt", "tls": False},
      ["broker_tls_ca_cert '/nonexistent/ca.crt' not found on the controller"]),
     ("tls", {"tls_ca_cert": __file__, "tls_cert": __file__, "tls_key": __file__}, []),
+    ("network", {"cluster_address": "gpu01.cluster"},
+     ["preflight_cluster_address must be an IP address, got 'gpu01.cluster'"]),
+    ("network", {"allowed_sources": ["10.1.0.0/16", "campus", "10.2.0.7"]},
+     ["preflight_allowed_sources: 'campus' is not a network (CIDR such as 10.1.0.0/16)"]),
+    ("network", {"allowed_sources": []}, ["preflight_allowed_sources must be a list of networks (CIDR), got []"]),
+    ("network", {"cluster_address": "", "allowed_sources": [], "gpu_node": False}, []),
     ("retired", {"set_variables": ["celery_worker_image", "celery_worker_max_retries"]},
      ["celery_worker_max_retries is no longer read: a calculation now waits for its server up to "
       "celery_worker_unavailable_timeout seconds after its first try; remove it from the inventory"]),

@@ -42,7 +42,7 @@ def test_one_server_per_gpu_set_with_its_gpus_scratch_and_port():
         "mounts": [{"type": "volume", "source": "terafleet-scratch-gpu0-1", "target": "/scratch", "no_copy": True},
                    {"type": "bind", "source": "/etc/terafleet/terachem/license.key",
                     "target": "/opt/terachem/license.key", "read_only": True}],
-        "network": "terafleet", "aliases": ["terachem-gpu0-1"], "published_ports": ["0.0.0.0:11111:11111"],
+        "network": "terafleet", "aliases": ["terachem-gpu0-1"], "published_ports": ["10.1.0.21:11111:11111"],
         "stop_timeout": 30, "stop_first": ["worker-gpu0-1"],
         "healthcheck": {"test": yaml.safe_load(HEALTHCHECK_YAML), "interval": "10s", "timeout": "5s",
                         "retries": 3, "start_period": "60s"},
@@ -50,7 +50,7 @@ def test_one_server_per_gpu_set_with_its_gpus_scratch_and_port():
                    "org.terafleet.gpu_set": "gpu0-1", "org.terafleet.gpus": "0,1",
                    "org.terafleet.gpu_uuids": f"{uuid(0)},{uuid(1)}"},
     }
-    assert servers[1]["published_ports"] == ["0.0.0.0:11112:11111"]
+    assert servers[1]["published_ports"] == ["10.1.0.21:11112:11111"]
     assert servers[1]["device_requests"][0]["device_ids"] == [uuid(2), uuid(3)]
 
 
@@ -68,8 +68,10 @@ def test_nvidia_runtime_mode_sets_visible_devices_instead_of_a_device_request():
 
 
 def test_unpublished_ports_and_string_settings_as_the_inventory_gives_them():
+    # Unpublished, the address and the allow-list are not read.
     servers = servers_of(preflight_node(), settings(TERACHEM, publish_ports="false", stop_timeout="45",
-                                                    healthcheck_retries="5", env={"DEBUG": True}), "gpu01")
+                                                    healthcheck_retries="5", env={"DEBUG": True},
+                                                    publish_address="", allowed_sources=[]), "gpu01")
     assert servers[0]["published_ports"] == []
     assert servers[0]["stop_timeout"] == 45 and servers[0]["healthcheck"]["retries"] == 5
     assert servers[0]["env"] == {"DEBUG": "true"}
@@ -88,6 +90,10 @@ def test_a_cpu_node_plans_no_server():
     ({"env": ["A=1"]}, "terachem_env must be a dict of environment variables"),
     ({"network": "my net"}, "terachem_network must be a name of letters"),
     ({"publish_ports": "maybe"}, "terachem_publish_ports must be true or false, got 'maybe'"),
+    ({"publish_address": "gpu01"}, "terachem_publish_address must be an IP address, got 'gpu01'"),
+    ({"allowed_sources": []}, "terachem_allowed_sources is empty"),
+    ({"allowed_sources": ["10.1.0.0/16", "campus"]},
+     "terachem_allowed_sources holds 'campus', which is not a network (CIDR such as 10.1.0.0/16)"),
     ({"stop_timeout": "30s"}, "terachem_stop_timeout must be a whole number, got '30s'"),
     ({"healthcheck_interval": "ten"}, "terachem_healthcheck_interval must be a duration"),
     ({"scratch_path": "scratch"}, "terachem_scratch_path must be an absolute path, got 'scratch'"),

@@ -18,8 +18,19 @@ def test_the_frontend_publishes_one_port_per_server_over_its_scratch_read_only_a
                       "no_copy": True, "read_only": True} for i in range(4)),
                    {"type": "bind", "source": "/etc/terafleet/frontend/nginx.conf", "target": "/etc/nginx/nginx.conf",
                     "read_only": True}],
-        "published_ports": ["0.0.0.0:8080:8080", "0.0.0.0:8081:8081", "0.0.0.0:8082:8082", "0.0.0.0:8083:8083"],
+        "published_ports": ["10.1.0.21:8080:8080", "10.1.0.21:8081:8081", "10.1.0.21:8082:8082",
+                            "10.1.0.21:8083:8083"],
         "network": "terafleet", "labels": {"org.terafleet.role": "frontend", "org.terafleet.node": "gpu01"}}]
+    assert plan["access"] == {"allowed_sources": ["10.1.0.0/16", "10.2.0.7/32"], "basic_auth": False}
+
+
+def test_with_basic_auth_the_frontend_mounts_its_password_file():
+    node = preflight_node(size=2)
+    plan = service_containers(node, "frontend", settings(FRONTEND, basic_auth=True), "gpu01", scratch(node))
+    assert plan["config_files"]["htpasswd"] == "/etc/terafleet/frontend/htpasswd"
+    assert plan["containers"][0]["mounts"][-1] == {"type": "bind", "source": "/etc/terafleet/frontend/htpasswd",
+                                                   "target": "/etc/nginx/htpasswd", "read_only": True}
+    assert plan["access"]["basic_auth"] is True
 
 
 @pytest.mark.parametrize("switch", ["delete_jobs", "uploads"])
@@ -29,6 +40,17 @@ def test_a_frontend_that_deletes_or_takes_uploads_runs_as_root_over_writable_scr
                                    scratch(node))["containers"][0]
     assert container["user"] is None
     assert [m["read_only"] for m in container["mounts"][:-1]] == [False, False]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"publish_address": "node01"}, "frontend_publish_address must be an IP address, got 'node01'"),
+    ({"allowed_sources": []}, "frontend_allowed_sources is empty"),
+    ({"allowed_sources": ["10.0.0.0/33"]}, "frontend_allowed_sources holds '10.0.0.0/33', which is not a network"),
+])
+def test_an_address_or_allow_list_that_is_not_one_is_refused_by_name(changes, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        service_containers(preflight_node(), "frontend", settings(FRONTEND, **changes), "gpu01",
+                           scratch(preflight_node()))
 
 
 @pytest.mark.parametrize("switch", ["delete_jobs", "uploads"])
