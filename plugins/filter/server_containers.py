@@ -127,16 +127,17 @@ def server_containers(node: dict, scratch: dict, settings: dict, host: str) -> l
     scratch_path, license_path, license_node_path = s.path("scratch_path"), s.path("license_path"), s.path(
         "license_node_path")
     env, network = s.env("env"), s.name("network")
+    sets = instances(node, s.host)
     publish_ports = s.bool("publish_ports")
-    # Checked here, before any host changes; the terachem role's firewall applies them (DOCKER-USER).
-    publish_address = s.address("publish_address") if publish_ports else ""
-    if publish_ports:
+    # Checked here, before any host changes, where servers are published; the terachem role's firewall
+    # applies the allow-list (DOCKER-USER).
+    publish_address = s.address("publish_address") if publish_ports and sets else ""
+    if publish_ports and sets:
         s.networks("allowed_sources")
     stop_timeout = s.int("stop_timeout", minimum=0)
     healthcheck = {"test": HEALTHCHECK, "interval": s.duration("healthcheck_interval"),
                    "timeout": s.duration("healthcheck_timeout"), "retries": s.int("healthcheck_retries", minimum=1),
                    "start_period": s.duration("healthcheck_start_period")}
-    sets = instances(node, host)
     volumes = scratch_volumes(scratch, sets, host)
     servers = []
     for item in sets:

@@ -79,6 +79,9 @@ def test_unpublished_ports_and_string_settings_as_the_inventory_gives_them():
 
 def test_a_cpu_node_plans_no_server():
     assert servers_of(preflight_node(gpu_node=False), TERACHEM, "cpu01") == []
+    # It has no cluster address to publish on (preflight_node gives none off GPU nodes): nothing is read.
+    assert servers_of(preflight_node(gpu_node=False), settings(TERACHEM, publish_address="", allowed_sources=[]),
+                      "head01") == []
 
 
 @pytest.mark.parametrize("changes, message", [
