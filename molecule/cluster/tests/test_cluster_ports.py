@@ -13,7 +13,8 @@ import urllib.request
 import pytest
 
 import scenario
-from conftest import GPU_NODES, inspect, node, playbook
+from conftest import GPU_NODES, inspect, node, playbook, water
+from scenario import expected_energy
 
 testinfra_hosts = ["ansible://tf-cl-head"]
 HEAD = "tf-cl-head"
@@ -62,7 +63,7 @@ def test_no_port_is_published_on_every_address():
         assert bindings(head, container) == {head_address}, container
 
 
-def test_published_tcpb_ports_reach_only_the_allowed_networks():
+def test_published_tcpb_ports_reach_only_the_allowed_networks(compute):
     gpu_node = GPU_NODES[1]
     address, head_address = scenario.address(gpu_node, "cluster"), scenario.address(HEAD, "cluster")
     # The default allow-list is the node's own network, which this machine (its gateway) is on too.
@@ -76,6 +77,11 @@ def test_published_tcpb_ports_reach_only_the_allowed_networks():
         assert "-j TERAFLEET-TCPB" in node(gpu_node).check_output("iptables -S DOCKER-USER")
         assert not reaches(address, 11111) and not reaches(address, 11112)
         assert head_reaches(address, 11111) and head_reaches(address, 11112)
+        # The node's own workers reach their servers on the node's network, untouched by the chain.
+        for gpu_set in ("gpu0-1", "gpu2-3"):
+            doc = water(1.05)
+            value = compute.apply_async(args=[doc], queue=f"terachem.{gpu_node}.{gpu_set}").get(timeout=120)
+            assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
         # Rules lost (a reboot empties the kernel's tables): the next start of Docker applies them again.
         node(gpu_node).check_output("iptables -D DOCKER-USER -j TERAFLEET-TCPB && iptables -F TERAFLEET-TCPB")
         assert reaches(address, 11111)

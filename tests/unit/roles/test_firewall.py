@@ -10,7 +10,9 @@ firewall = load_script("terafleet-firewall", role="terachem")
 
 def test_each_port_accepts_the_allowed_networks_and_drops_the_rest():
     text = firewall.restore_input([11111, 11112], ["10.1.0.0/16", "10.2.0.7/32"])
-    match = "-p tcp -m conntrack --ctorigdstport {} --ctdir ORIGINAL"
+    # Only connections Docker rewrote from a published port: a worker reaching its server on the node's
+    # own network is never matched.
+    match = "-p tcp -m conntrack --ctstate DNAT --ctorigdstport {} --ctdir ORIGINAL"
     assert text.splitlines() == [
         "*filter", ":TERAFLEET-TCPB - [0:0]",
         f"-A TERAFLEET-TCPB {match.format(11111)} -s 10.1.0.0/16 -j RETURN",
