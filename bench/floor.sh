@@ -61,7 +61,7 @@ ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
 consumer_timeout = 604800000
 CONF
-  printf 'bind 0.0.0.0\nprotected-mode no\nport 0\ntls-port 6379\ntls-cert-file /usr/local/etc/redis/tls/broker.crt\ntls-key-file /usr/local/etc/redis/tls/broker.key\ntls-ca-cert-file /usr/local/etc/redis/tls/ca.crt\ntls-auth-clients no\ndir /data\nuser default off\nuser terafleet reset on >%s ~* &* -@all +@read +@write +@keyspace +@pubsub +@transaction +@connection +@scripting -@dangerous\nappendonly yes\n' \
+  printf 'bind 0.0.0.0\nprotected-mode no\nport 0\ntls-port 6379\ntls-cert-file /usr/local/etc/redis/tls/broker.crt\ntls-key-file /usr/local/etc/redis/tls/broker.key\ntls-ca-cert-file /usr/local/etc/redis/tls/ca.crt\ntls-auth-clients no\ndir /data\nuser default off\nuser terafleet reset on >%s ~* &* -@all +@read +@write +@keyspace +@pubsub +@transaction +@connection +@scripting +time -@dangerous\nappendonly yes\n' \
     "$FLOOR_REDIS_PASSWORD" >/etc/terafleet/broker/redis/redis.conf
   # shellcheck disable=SC2046 # the mounts are one word each
   docker run -d --name terafleet-rabbitmq --restart unless-stopped -p "$ip:5671:5671" $(tls_mounts /etc/rabbitmq/tls) \

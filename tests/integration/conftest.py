@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import docker
 import pytest
 
@@ -27,5 +29,7 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def cluster(docker_client, tmp_path_factory):
-    with mini_cluster(docker_client, tmp_path_factory.mktemp("broker"), PAIRS) as running:
+    # TERAFLEET_IT_TLS=1: the broker and backend speak TLS only, as on a converged cluster.
+    tls = os.environ.get("TERAFLEET_IT_TLS") == "1"
+    with mini_cluster(docker_client, tmp_path_factory.mktemp("broker"), PAIRS, tls=tls) as running:
         yield running

@@ -29,9 +29,9 @@ BROKER_CONF = "default_user = terafleet\ndefault_pass = secret\n"
 BROKER_TLS_CONF = ("listeners.tcp = none\nlisteners.ssl.default = 5671\nssl_options.cacertfile = /tls/ca.crt\n"
                    "ssl_options.certfile = /tls/server.crt\nssl_options.keyfile = /tls/server.key\n"
                    "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n")
-BACKEND_TLS_COMMAND = ["redis-server", "--port", "0", "--tls-port", "6379", "--tls-cert-file", "/tls/server.crt",
-                       "--tls-key-file", "/tls/server.key", "--tls-ca-cert-file", "/tls/ca.crt",
-                       "--tls-auth-clients", "no"]
+BACKEND_TLS_COMMAND = ["redis-server", "--protected-mode", "no", "--port", "0", "--tls-port", "6379",
+                       "--tls-cert-file", "/tls/server.crt", "--tls-key-file", "/tls/server.key",
+                       "--tls-ca-cert-file", "/tls/ca.crt", "--tls-auth-clients", "no"]
 # Short leases: a run lost with its worker is taken up again within seconds (the default is 30 s).
 LEASE_SECONDS = "4"
 PAIRS = (("standin-a", "fake", "terachem", "0"), ("standin-b", "fake", "terachem", "1"),

@@ -10,16 +10,27 @@ import time
 import docker
 import pytest
 import redis
+from test_broker_check import role_config
 
 from terafleet_worker.ledger import Ledger
 
 LABEL = {"org.terafleet.test": "ledger"}
 
 
+PASSWORD = "ledger-" + secrets.token_hex(4)
+
+
 @pytest.fixture(scope="module")
-def backend(docker_client):
-    container = docker_client.containers.run("terafleet/backend:latest", name=f"tf-it-ledger-{secrets.token_hex(3)}",
-                                             detach=True, labels=LABEL, ports={"6379/tcp": ("127.0.0.1", None)})
+def backend(docker_client, tmp_path_factory):
+    # Configured as the broker role configures it: the workers' ACL user, whose commands the ledger uses.
+    conf = tmp_path_factory.mktemp("ledger") / "redis.conf"
+    conf.write_text(role_config("redis.conf.j2", broker_redis_user="terafleet", broker_tls=False,
+                                broker_redis_password=PASSWORD).replace("dir /data\n", ""))
+    conf.chmod(0o644)
+    container = docker_client.containers.run("terafleet/backend:latest", ["redis-server", "/etc/redis-test.conf"],
+                                             name=f"tf-it-ledger-{secrets.token_hex(3)}", detach=True, labels=LABEL,
+                                             ports={"6379/tcp": ("127.0.0.1", None)},
+                                             volumes={str(conf): {"bind": "/etc/redis-test.conf", "mode": "ro"}})
     try:
         for _ in range(100):
             container.reload()
@@ -28,7 +39,7 @@ def backend(docker_client):
                 break
             time.sleep(0.1)
         client = redis.Redis(host="127.0.0.1", port=int(bindings[0]["HostPort"]), socket_timeout=2,
-                             socket_connect_timeout=2)
+                             socket_connect_timeout=2, username="terafleet", password=PASSWORD)
         for _ in range(100):
             with contextlib.suppress(redis.ConnectionError):
                 if client.ping():

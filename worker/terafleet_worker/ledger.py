@@ -61,7 +61,7 @@ if holder ~= ARGV[1] then
 end
 return math.max(unended - 1, 0)
 """
-# Renew the lease while it is this run's, or take it back where an outage let it lapse (1); -1: another
+# Renew the lease while it is this run's (2), or take it back where an outage let it lapse (1); -1: another
 # run holds it. With ARGV[2] = 0, give it up.
 RENEW = """
 local holder = redis.call('GET', KEYS[1])
@@ -69,7 +69,10 @@ if tonumber(ARGV[2]) == 0 then
   if holder == ARGV[1] then redis.call('DEL', KEYS[1]) end
   return 0
 end
-if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 2
+end
 if holder then return -1 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('HDEL', KEYS[2], 'free_since')
