@@ -59,14 +59,18 @@ _value:
   sample: ["broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"]
 """
 
-import ipaddress
 import os
 from collections.abc import Callable, Mapping
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.terafleet.cluster.plugins.plugin_utils.config_syntax import rabbitmq_problem
-from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import cpu_workers_problems, password_problem
+from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
+    as_address,
+    as_network,
+    cpu_workers_problems,
+    password_problem,
+)
 
 INPUTS = ("gpu_node", "head", "cpu_node", "license_file", "rabbitmq_password", "redis_password", "broker_url",
           "result_backend", "image_archives", "cpu_workers", "tls", "tls_ca_cert", "tls_cert", "tls_key",
@@ -136,18 +140,12 @@ def network(inputs: Mapping) -> list[str]:
         return []
     problems = []
     address, sources = inputs["cluster_address"], inputs["allowed_sources"]
-    try:
-        ipaddress.ip_address(str(address))
-    except ValueError:
+    if as_address(address) is None:
         problems.append(f"preflight_cluster_address must be an IP address, got {address!r}")
     if not isinstance(sources, list) or not sources:
         return [*problems, f"preflight_allowed_sources must be a list of networks (CIDR), got {sources!r}"]
-    for source in sources:
-        try:
-            ipaddress.ip_network(str(source), strict=False)
-        except ValueError:
-            problems.append(f"preflight_allowed_sources: {source!r} is not a network (CIDR such as 10.1.0.0/16)")
-    return problems
+    return problems + [f"preflight_allowed_sources: {source!r} is not a network (CIDR such as 10.1.0.0/16)"
+                       for source in sources if as_network(source) is None]
 
 
 def retired(inputs: Mapping) -> list[str]:

@@ -143,22 +143,21 @@ class Settings:
 
     def networks(self, name: str) -> list[str]:
         """Source networks: a list of CIDRs or single addresses, each as ip_network writes it; empty refused."""
-        value = self.strings(name, empty=False)
         networks = []
-        for item in value:
-            try:
-                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
-            except ValueError:
-                raise self.fail(name, f"holds {item!r}, which is not a network (CIDR such as 10.1.0.0/16)") from None
+        for item in self.strings(name, empty=False):
+            network = as_network(item)
+            if network is None:
+                raise self.fail(name, f"holds {item!r}, which is not a network (CIDR such as 10.1.0.0/16)")
+            networks.append(network)
         return networks
 
     def address(self, name: str) -> str:
         """An IP address to publish ports on (0.0.0.0 included)."""
         value = self.str(name).strip()
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            raise self.fail(name, f"must be an IP address, got {value!r}") from None
+        address = as_address(value)
+        if address is None:
+            raise self.fail(name, f"must be an IP address, got {value!r}")
+        return address
 
     def list(self, name: str) -> list:
         value = self.raw(name)
@@ -176,6 +175,22 @@ def as_int(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
+
+
+def as_network(value: Any) -> str | None:
+    """A network (CIDR, or a single address) as ip_network writes it; None for anything else."""
+    try:
+        return str(ipaddress.ip_network(str(value).strip(), strict=False))
+    except ValueError:
+        return None
+
+
+def as_address(value: Any) -> str | None:
+    """An IP address as ip_address writes it; None for anything else."""
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        return None
 
 
 def password_problem(value: Any, variable: str) -> str:
