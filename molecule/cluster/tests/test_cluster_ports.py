@@ -82,7 +82,8 @@ def test_published_tcpb_ports_reach_only_the_allowed_networks(compute):
             doc = water(1.05)
             value = compute.apply_async(args=[doc], queue=f"terachem.{gpu_node}.{gpu_set}").get(timeout=120)
             assert value["energy"] == pytest.approx(expected_energy(doc), abs=1e-9)
-        # Rules lost (a reboot empties the kernel's tables): the next start of Docker applies them again.
+        # Rules lost (a reboot empties the kernel's tables): they are applied again before Docker starts, so
+        # they are in place when the restart returns.
         node(gpu_node).check_output("iptables -D DOCKER-USER -j TERAFLEET-TCPB && iptables -F TERAFLEET-TCPB")
         assert reaches(address, 11111)
         node(gpu_node).check_output("systemctl restart docker")
