@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The floor bench/deployment.py compares site.yml with: the same end state on a fresh node, done directly
 # with apt and docker run, no Ansible. Same packages (docker.io, the NVIDIA toolkit from the apt
-# repository), same daemon.json, same images from the same registry, same containers with the same
-# mounts, environment, GPUs, ports and health checks; it ends when every TeraChem server is healthy.
+# repository, prometheus-node-exporter), same daemon.json, same images from the same registry, same
+# containers with the same mounts, environment, GPUs, ports and health checks; it ends when every
+# TeraChem server is healthy.
 # Runs inside a node: docker exec -i -e FLOOR_... NODE bash -s head|gpu < bench/floor.sh
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -14,7 +15,10 @@ stamp() { printf 'floor %s %s\n' "$(date +%s.%N)" "$1"; }
 stamp start
 
 apt-get update -q >/dev/null
-apt-get install -y -q docker.io >/dev/null
+printf 'ARGS="--web.listen-address=%s:9100 --collector.textfile.directory=/var/lib/prometheus/node-exporter"\n' "$ip" \
+  >/etc/default/prometheus-node-exporter
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold docker.io prometheus-node-exporter \
+  >/dev/null
 stamp docker.io
 mkdir -p /etc/docker
 printf '{"insecure-registries": ["registry:5000"], "live-restore": true}\n' >/etc/docker/daemon.json
@@ -61,10 +65,13 @@ ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
 consumer_timeout = 604800000
 CONF
+  printf '[rabbitmq_prometheus].\n' >/etc/terafleet/broker/rabbitmq/enabled_plugins
   printf 'bind 0.0.0.0\nprotected-mode no\nport 0\ntls-port 6379\ntls-cert-file /usr/local/etc/redis/tls/broker.crt\ntls-key-file /usr/local/etc/redis/tls/broker.key\ntls-ca-cert-file /usr/local/etc/redis/tls/ca.crt\ntls-auth-clients no\ndir /data\nuser default off\nuser terafleet reset on >%s ~* &* -@all +@read +@write +@keyspace +@pubsub +@transaction +@connection +@scripting +time -@dangerous\nappendonly yes\n' \
     "$FLOOR_REDIS_PASSWORD" >/etc/terafleet/broker/redis/redis.conf
   # shellcheck disable=SC2046 # the mounts are one word each
-  docker run -d --name terafleet-rabbitmq --restart unless-stopped -p "$ip:5671:5671" $(tls_mounts /etc/rabbitmq/tls) \
+  docker run -d --name terafleet-rabbitmq --restart unless-stopped -p "$ip:5671:5671" -p "$ip:15692:15692" \
+    $(tls_mounts /etc/rabbitmq/tls) \
+    --mount type=bind,source=/etc/terafleet/broker/rabbitmq/enabled_plugins,target=/etc/rabbitmq/enabled_plugins,readonly \
     --mount type=volume,source=terafleet-rabbitmq-data,target=/var/lib/rabbitmq \
     --mount type=bind,source=/etc/terafleet/broker/rabbitmq/10-terafleet.conf,target=/etc/rabbitmq/conf.d/10-terafleet.conf,readonly \
     $registry/broker:latest >/dev/null

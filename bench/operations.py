@@ -9,7 +9,13 @@ Docker; health checks and watchdog at their defaults), then:
   - SIGKILLs a TeraChem server and times until it answers STATUS again on its published port
     (Docker's restart; target <= 10 s);
   - SIGSTOPs a server and times until a new one answers (health check -> unhealthy -> cron watchdog;
-    target <= 60 s).
+    target <= 60 s);
+  - measures, on a GPU node at rest, the CPU the metrics take in a minute: node-exporter's process,
+    scraped every 15 s as Prometheus would, and one whole cron run of terafleet-node-metrics (its
+    samples and the nvidia-smi calls they make), as a share of one core (target <= 2 %). This machine's
+    kernel exposes no per-service cgroup CPU figures, so both come from the processes' own counters
+    (/proc/PID/stat, getrusage of the run's children). The watchdog, which writes the containers'
+    metrics as it checks them, is measured beside them: it runs with or without metrics.
 Usage: bench/operations.py [--keep] [--json FILE]   (needs Docker, bin/build-images, the venv)
 BENCH_PLAYBOOK_LOG=FILE keeps the rolling update's playbook output (with
 ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks, its time per task).
@@ -27,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +41,10 @@ SCENARIO = "rolling"
 HEAD, GPU_NODES = "tf-ro-head", ("tf-ro-gpu1", "tf-ro-gpu2")
 sys.path.insert(0, str(REPO / "tests"))
 CRASH_TARGET_S, HANG_TARGET_S, ROLLING_REST_TARGET_S = 10.0, 60.0, 15.0
+METRICS_CPU_TARGET_PERCENT = 2.0
+# Run a node's cron command and print the CPU seconds it and its children used.
+RUSAGE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1], shell=True, check=True); "
+          "u = resource.getrusage(resource.RUSAGE_CHILDREN); print(u.ru_utime + u.ru_stime)")
 
 
 def sh(*argv: str, **kwargs) -> str:
@@ -94,6 +105,40 @@ def time_to_serving(gpu_node: str, server: str, port: int, signal_name: str, lim
             return time.monotonic() - started
         time.sleep(0.2)
     raise SystemExit(f"{server} on {gpu_node} did not serve again within {limit:.0f} s after SIG{signal_name}")
+
+
+def process_cpu_seconds(gpu_node: str, pid: str) -> float:
+    fields = in_node(gpu_node, "cat", f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+    ticks = int(in_node(gpu_node, "getconf", "CLK_TCK"))
+    return sum(int(value) for value in fields[11:15]) / ticks  # utime stime cutime cstime
+
+
+def cron_command(gpu_node: str, cron_file: str) -> str:
+    line = next(entry for entry in in_node(gpu_node, "cat", cron_file).splitlines()
+                if entry and not entry.startswith("#"))
+    return " ".join(line.split()[6:]).split(" 2>&1 | logger")[0]
+
+
+def metrics_cpu(gpu_node: str) -> dict[str, float]:
+    """CPU seconds per minute at rest: node-exporter scraped every 15 s, one minute's terafleet-node-metrics
+    run, and the watchdog's one-minute run (beside them)."""
+    address = json.loads(sh("docker", "inspect", gpu_node))[0]["NetworkSettings"]["Networks"][
+        f"terafleet-{SCENARIO}"]["IPAddress"]
+    exporter = in_node(gpu_node, "pgrep", "-x", "prometheus-node").split()[0]
+    before = process_cpu_seconds(gpu_node, exporter)
+    started = time.monotonic()
+    for _ in range(4):
+        with urllib.request.urlopen(f"http://{address}:9100/metrics", timeout=10) as response:
+            response.read()
+        time.sleep(15)
+    exporter_s = (process_cpu_seconds(gpu_node, exporter) - before) * 60 / (time.monotonic() - started)
+    runs = {}
+    for name, cron_file in (("node_metrics", "/etc/cron.d/terafleet-checks-metrics"),
+                            ("watchdog", "/etc/cron.d/terafleet-checks-watchdog")):
+        # Its own state and lock: the cron entry's run may be going on beside it.
+        command = cron_command(gpu_node, cron_file).replace("flock --nonblock", "flock --wait 60")
+        runs[name] = float(in_node(gpu_node, "python3", "-c", RUSAGE, command).split()[-1])
+    return {"exporter_s": exporter_s, "node_metrics_s": runs["node_metrics"], "watchdog_s": runs["watchdog"]}
 
 
 def rolling_update(inventory: Path, app, compute) -> dict[str, tuple[float, float]]:
@@ -170,6 +215,7 @@ def main() -> int:
             per_node = rolling_update(inventory, app, compute)
         crash = [time_to_serving(GPU_NODES[1], "terachem-gpu0", 11111, "KILL", 60) for _ in range(3)]
         hang = [time_to_serving(GPU_NODES[1], "terachem-gpu1", 11112, "STOP", 240)]
+        cpu = metrics_cpu(GPU_NODES[0])
     finally:
         if not args.keep:
             molecule("destroy")
@@ -182,14 +228,20 @@ def main() -> int:
     print(f"\ncrash-to-serving (SIGKILL, Docker restart): {', '.join(f'{t:.1f}' for t in crash)} s; "
           f"max {max(crash):.1f} s (target <= {CRASH_TARGET_S:.0f} s)")
     print(f"hang-to-serving (SIGSTOP, health check + watchdog): {hang[0]:.1f} s (target <= {HANG_TARGET_S:.0f} s)")
+    metrics_percent = 100 * (cpu["exporter_s"] + cpu["node_metrics_s"]) / 60
+    print(f"metrics CPU at rest on {GPU_NODES[0]}: node-exporter {cpu['exporter_s']:.2f} CPU-s/min (scraped every "
+          f"15 s), terafleet-node-metrics {cpu['node_metrics_s']:.2f} CPU-s/min = {metrics_percent:.2f} % of one "
+          f"core (target <= {METRICS_CPU_TARGET_PERCENT:.0f} %); the watchdog beside them "
+          f"{cpu['watchdog_s']:.2f} CPU-s/min")
     figures = {"rolling_update": {k: {"update_s": v[0], "drain_wait_s": v[1], "images_before_drain_s": v[2]}
                                   for k, v in per_node.items()},
                "crash_to_serving_s": crash, "crash_to_serving_median_s": statistics.median(crash),
-               "hang_to_serving_s": hang[0]}
+               "hang_to_serving_s": hang[0], "metrics_cpu": {**cpu, "percent_of_a_core": metrics_percent}}
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     rolling_ok = all(total - drain <= ROLLING_REST_TARGET_S for total, drain, _ in per_node.values())
-    return 0 if max(crash) <= CRASH_TARGET_S and hang[0] <= HANG_TARGET_S and rolling_ok else 1
+    metrics_ok = metrics_percent <= METRICS_CPU_TARGET_PERCENT
+    return 0 if max(crash) <= CRASH_TARGET_S and hang[0] <= HANG_TARGET_S and rolling_ok and metrics_ok else 1
 
 
 if __name__ == "__main__":

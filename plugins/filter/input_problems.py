@@ -18,8 +18,8 @@ description:
     (each archive in C(container_images_archives) exists on the controller), C(cpu_workers) (each entry of
     C(celery_worker_cpu_workers) is usable, names do not repeat), C(tls) (the site's C(broker_tls_ca_cert),
     C(broker_tls_cert) and C(broker_tls_key) are given all three or none with C(broker_tls) on, and each
-    one given exists on the controller), C(network) (on a GPU node, C(preflight_cluster_address) is an IP
-    address and C(preflight_allowed_sources) a list of networks in CIDR notation), C(retired) (no variable
+    one given exists on the controller), C(network) (C(preflight_cluster_address) is an IP address; on a GPU
+    node, C(preflight_allowed_sources) a list of networks in CIDR notation), C(retired) (no variable
     terafleet no longer reads is set, so a setting is never silently ignored)."
   - An input that is an undefined variable fails in Ansible, naming the variable, before any rule runs.
 positional: host
@@ -136,12 +136,12 @@ def tls(inputs: Mapping) -> list[str]:
 
 
 def network(inputs: Mapping) -> list[str]:
-    if not inputs["gpu_node"]:
-        return []
     problems = []
     address, sources = inputs["cluster_address"], inputs["allowed_sources"]
     if as_address(address) is None:
         problems.append(f"preflight_cluster_address must be an IP address, got {address!r}")
+    if not inputs["gpu_node"]:
+        return problems
     if not isinstance(sources, list) or not sources:
         return [*problems, f"preflight_allowed_sources must be a list of networks (CIDR), got {sources!r}"]
     return problems + [f"preflight_allowed_sources: {source!r} is not a network (CIDR such as 10.1.0.0/16)"

@@ -30,8 +30,8 @@ def test_every_changed_fact_is_read_by_the_smoke_test():
 
 def test_every_plan_is_computed_in_the_preflight_play_and_applied_by_its_role():
     plans = published("_plan")
-    assert set(plans) == {"terachem_plan", "celery_worker_plan", "frontend_plan", "broker_plan", "scratch_plan",
-                          "node_checks_plan", "container_images_plan"}
+    assert set(plans) == {"terachem_plan", "celery_worker_plan", "frontend_plan", "broker_plan", "flower_plan",
+                          "scratch_plan", "node_checks_plan", "container_images_plan"}
     preflight = (REPO_ROOT / "playbooks/preflight.yml").read_text()
     for name, role in plans.items():
         assert f"name: terafleet.cluster.{role}\n        tasks_from: plan" in preflight, role

@@ -7,6 +7,7 @@ from celery import Celery
 from . import settings as _settings
 from .hold import HeldQueuesStep
 from .standby import StandbyStep
+from .status_file import StatusFileStep
 
 SETTINGS = _settings.load()
 
@@ -31,6 +32,9 @@ app.conf.update(
     # A result is written however long the backend is away: Celery tries again, waits growing to 10 s.
     result_backend_always_retry=True,
     result_backend_max_retries=float("inf"),
+    # Task events (received, started, succeeded, failed) and heartbeats for Flower and other monitors.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
 )
 # amqps:// and rediss://: each server's certificate is verified against the CA (TERAFLEET_TLS_CA_FILE).
 if SETTINGS.broker_tls():
@@ -39,3 +43,4 @@ if SETTINGS.backend_tls():
     app.conf.redis_backend_use_ssl = SETTINGS.backend_tls()
 app.steps["consumer"].add(HeldQueuesStep)
 app.steps["consumer"].add(StandbyStep)
+app.steps["consumer"].add(StatusFileStep)

@@ -4,7 +4,9 @@
 calculation it runs finishes. The drain is recorded in the result backend (hold.py), so the worker, and
 a container that replaces it, starts without those queues until `resume QUEUE...` takes them up again
 (add_consumer) and forgets the drain. `state` prints the queues the worker consumes and its active,
-reserved and scheduled (ETA, countdown) calculations. Each command prints one JSON line per worker.
+reserved and scheduled (ETA, countdown) calculations, and, for this container's worker, how many
+messages wait in each queue it was started with and how many consumers each has (`depths`, from the
+broker: a passive declare, which creates nothing). Each command prints one JSON line per worker.
 
 A command addresses this container's worker, or the workers named with `--worker NAME` (the names
 they answer to through the broker, `terachem@<node>-<set>`), all in one broadcast per step; it fails
@@ -18,6 +20,7 @@ import json
 import sys
 import time
 
+from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from . import hold
@@ -59,6 +62,25 @@ def states(workers: list[str]) -> list[dict]:
              "reserved": len(reserved[worker]), "scheduled": len(scheduled[worker])} for worker in workers]
 
 
+def queue_depths(queues) -> dict:
+    """{queue: {"ready": messages waiting, "consumers": N}}, or None for a queue the broker does not have
+    or could not be asked about."""
+    depths: dict = {}
+    with app.connection_for_read() as connection:
+        errors = (OSError, KombuError, *connection.connection_errors, *connection.channel_errors)
+        channel = None
+        for queue in queues:
+            try:
+                channel = channel or connection.channel()
+                answer = channel.queue_declare(queue=queue, passive=True)
+                ready, consumers = answer[1], answer[2]
+                depths[queue] = {"ready": ready, "consumers": consumers}
+            except errors:
+                depths[queue] = None
+                channel = None  # a refused declare closes the channel
+    return depths
+
+
 def settled_states(workers: list[str], queues: list[str], consume: bool) -> list[dict]:
     """The workers' states once each consumes (or no longer consumes) every one of `queues`, or after
     SETTLE_TIMEOUT as they then are; the caller judges them."""
@@ -85,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "state":
             result = states(workers)
+            if not args.workers:
+                result[0]["depths"] = queue_depths(SETTINGS.queues)
         elif args.command == "drain":
             # Recorded first: a worker restarted between the two steps starts drained.
             backend = hold.client(SETTINGS.result_backend, SETTINGS.backend_tls())

@@ -2,6 +2,12 @@
 
 `exec` keeps Celery as PID 1, so Docker's SIGTERM reaches it and starts a warm shutdown: the running
 task finishes, then the worker exits.
+
+`terafleet-worker flower` becomes Flower instead, on the same broker and backend (their URLs and CA
+from the same files), listening on TERAFLEET_FLOWER_PORT (5555); with TERAFLEET_FLOWER_AUTH_FILE (a
+file holding `user:password`), behind HTTP basic authentication. The credentials go to Flower through
+its environment (FLOWER_BASIC_AUTH), set here: not in Docker's configuration, not in any process's
+arguments.
 """
 
 from __future__ import annotations
@@ -37,8 +43,30 @@ def celery_argv(settings, extra: list[str]) -> list[str]:
             "--loglevel", os.environ.get("TERAFLEET_LOG_LEVEL", "INFO"), *extra]
 
 
+def flower(environment: dict) -> tuple[list[str], dict]:
+    """Flower's argv and environment."""
+    port = environment.get("TERAFLEET_FLOWER_PORT", "5555")
+    argv = ["celery", "--app", "terafleet_worker.app", "flower", "--address=0.0.0.0", f"--port={port}",
+            "--persistent=False", "--purge_offline_workers=600"]
+    auth_file = environment.get("TERAFLEET_FLOWER_AUTH_FILE")
+    extra = {}
+    if auth_file:
+        with open(auth_file) as stream:
+            credentials = stream.read().strip()
+        if ":" not in credentials:
+            raise SystemExit(f"TERAFLEET_FLOWER_AUTH_FILE: {auth_file} does not hold user:password")
+        extra["FLOWER_BASIC_AUTH"] = credentials
+    return argv, {**environment, **extra}
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if sys.argv[1:2] == ["flower"]:
+        load()  # the broker's and backend's settings, checked before Flower starts
+        argv, environment = flower(dict(os.environ))
+        log.info("exec %s", " ".join(argv))
+        sys.stdout.flush()
+        os.execvpe(argv[0], argv, environment)
     settings = load()
     if not wait_for_server(settings.server_host, settings.server_port, time.monotonic() + settings.server_wait,
                            settings.status_timeout):

@@ -269,6 +269,19 @@ def test_cpu_only_worker_drives_a_remote_server_through_its_published_port(compu
     assert value["provenance"]["server"] == f"{address}:11112"
 
 
+def printed_table(stdout: str, host: str) -> list[str]:
+    """The lines status.yml printed for host: the YAML callback's literal block under its `msg: |-`."""
+    task = stdout.split("TASK [terafleet.cluster.status : Print one table per node]")[1].split("\nTASK [")[0]
+    block = task.split(f"ok: [{host}] =>")[1].split("msg: |-\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if not line.startswith("        "):
+            break
+        lines.append(line[8:])
+    indent = min(len(line) - len(line.lstrip()) for line in lines)
+    return [line[indent:] for line in lines]
+
+
 def test_status_prints_a_table_per_node_and_writes_json(tmp_path):
     report = tmp_path / "status.json"
     result = playbook("status.yml", "-vvv", "-e", f"status_json_file={report}", timeout=600)
@@ -278,9 +291,19 @@ def test_status_prints_a_table_per_node_and_writes_json(tmp_path):
     changed_tasks = [block.split("]")[0] for block in result.stdout.split("TASK [")[1:] if "\nchanged:" in block]
     assert changed_tasks == ["terafleet.cluster.status : Write the JSON report on the controller"], changed_tasks
     for gpu_node in GPU_NODES:
-        assert f"node {gpu_node}: $LSTOR" in result.stdout
-    assert "node tf-cl-head: no $LSTOR (not a GPU node)" in result.stdout
-    assert "GPU set" in result.stdout and "terachem-gpu0-1" in result.stdout
+        lines = printed_table(result.stdout, gpu_node)
+        assert lines[0].startswith(f"node {gpu_node}: $LSTOR ")
+        assert "; queue terachem: 0 waiting, 4 consumers;" in lines[0], lines[0]
+        header = lines[1]
+        assert header.split() == ["GPU", "set", "GPUs", "GPU", "%", "server", "health", "worker", "state", "tasks",
+                                  "queued", "restarts", "watchdog"]
+        # A real table: each row's cells start where the header's columns do.
+        starts = [header.index(title) for title in ("GPUs", "GPU %", "server", "health", "worker", "state",
+                                                    "tasks", "queued", "restarts", "watchdog")]
+        for line in lines[2:]:
+            assert all(line[start - 1] == " " and line[start] != " " for start in starts), (header, line)
+        assert [line.split()[:3] for line in lines[2:]] == [["gpu0-1", "0,1", "0,0"], ["gpu2-3", "2,3", "0,0"]]
+    assert printed_table(result.stdout, "tf-cl-head")[0].startswith("node tf-cl-head: no $LSTOR (not a GPU node)")
     nodes = {entry["node"]: entry for entry in json.loads(report.read_text())}
     assert set(nodes) == {"tf-cl-head", *GPU_NODES}
     for gpu_node in GPU_NODES:
@@ -289,6 +312,8 @@ def test_status_prints_a_table_per_node_and_writes_json(tmp_path):
         assert {row["gpus"] for row in rows} == {"0,1", "2,3"}
         assert all(row["server_state"] == "healthy" and row["worker_state"] == "idle" for row in rows), rows
         assert nodes[gpu_node]["lstor_used"].endswith("%")
+        assert nodes[gpu_node]["shared_queue"] == {"name": "terachem", "ready": 0, "consumers": 4}
+        assert {row["gpu_use"] for row in rows} == {"0,0"} and {row["queued"] for row in rows} == {0}
     assert "terafleet-rabbitmq" in nodes["tf-cl-head"]["others"]
 
 

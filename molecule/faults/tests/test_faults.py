@@ -13,8 +13,19 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from metrics import alertmanager_alerts, chat_receiver, one, scrape  # noqa: E402
+
 from polling import wait_for  # noqa: E402
-from scenario import broker_fixtures, expected_energy, inspect, node, playbook, server_pid, water  # noqa: E402
+from scenario import (  # noqa: E402
+    address,
+    broker_fixtures,
+    expected_energy,
+    inspect,
+    node,
+    playbook,
+    server_pid,
+    water,
+)
 
 testinfra_hosts = ["ansible://tf-fa-gpu1"]
 SCRATCH = "/lstor/terafleet/scratch/tf-fa-gpu1-gpu0"
@@ -83,6 +94,30 @@ def test_frozen_server_turns_unhealthy_and_the_watchdog_restarts_it(host):
 
 
 def test_crash_loop_is_reported_and_left_stopped(host):
+    # A chat webhook this test listens on, given to the node checks by a converge; Alertmanager on the head.
+    with chat_receiver("faults") as (webhook, received):
+        result = playbook("site.yml", "--tags", "node_checks", "-e", f"node_checks_webhook_url={webhook}")
+        assert result.returncode == 0, result.stdout[-3000:]
+        try:
+            crash_loop_is_reported_and_left_stopped(host)
+            # The chat receiver got the watchdog's message as `text`, its default body.
+            texts = [body["text"] for body in received if "crash loop" in body.get("text", "")]
+            assert texts and texts[0].startswith("terachem-gpu1: crash loop"), received
+        finally:
+            restored = playbook("site.yml", "--tags", "node_checks")
+            assert restored.returncode == 0, restored.stdout[-3000:]
+    # Alertmanager holds the crash loop: pushed by the watchdog, and fired by Prometheus's rule on the
+    # node's metrics.
+    alertmanager = f"http://{address('tf-fa-head', 'faults')}:9093"
+    alerts = wait_for(lambda: [alert for alert in alertmanager_alerts(alertmanager, "TerafleetCrashLoop")
+                               if alert["labels"].get("container") == "terachem-gpu1"], 60, "the crash loop alert")
+    assert {alert["labels"].get("severity") for alert in alerts} == {"critical"}
+    assert any(alert["labels"].get("source") == "terafleet-watchdog" for alert in alerts), alerts
+    wait_for(lambda: any(alert["labels"].get("job") == "node" for alert in alertmanager_alerts(
+        alertmanager, "TerafleetCrashLoop")), 90, "Prometheus's crash loop alert")
+
+
+def crash_loop_is_reported_and_left_stopped(host):
     watchdog = cron_command(host, WATCHDOG_CRON)
     host.check_output(watchdog + " --json")  # the watchdog's view before the loop
     control(host, "gpu1", crash_on_start=True)
@@ -99,6 +134,11 @@ def test_crash_loop_is_reported_and_left_stopped(host):
     assert json.loads(host.check_output(watchdog + " --json").splitlines()[-1])["terachem-gpu1"] == \
         "left stopped (crash loop)"
     assert "crash loop" in host.check_output("journalctl --no-pager -t terafleet-watchdog")
+    # And flagged in the node's metrics, as Prometheus reads them from node-exporter.
+    samples = scrape(f"http://{address('tf-fa-gpu1', 'faults')}:9100/metrics")
+    assert one(samples, "terafleet_container_crash_loop", container="terachem-gpu1") == 1
+    assert one(samples, "terafleet_container_running", container="terachem-gpu1") == 0
+    assert one(samples, "terafleet_container_crash_loop", container="terachem-gpu0") == 0
 
 
 def jobs_run(host) -> int:

@@ -80,3 +80,42 @@ def test_a_worker_that_does_not_answer_is_named(monkeypatch):
     with pytest.raises(control.NoReply, match="worker terachem@node-gpu1 did not"):
         control.set_consuming(["terachem@node-gpu0", "terachem@node-gpu1"], ["terachem"], True)
     control.set_consuming(["terachem@node-gpu0"], ["terachem"], True)
+
+
+class NotFound(Exception):
+    """What the broker answers a passive declare of a queue it does not have (it closes the channel)."""
+
+
+class FakeConnection:
+    connection_errors = (ConnectionError,)
+    channel_errors = (NotFound,)
+
+    def __init__(self, queues):
+        self.queues, self.channels = queues, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def channel(self):
+        self.channels += 1
+        connection = self
+
+        class Channel:
+            def queue_declare(self, queue, passive):
+                assert passive, "a state query must not create a queue"
+                if queue not in connection.queues:
+                    raise NotFound(queue)
+                return (queue, *connection.queues[queue])
+        return Channel()
+
+
+def test_queue_depths_ask_the_broker_passively_and_survive_a_missing_queue(monkeypatch):
+    connection = FakeConnection({"terachem": (3, 0), "terachem.gpu01.gpu0-1": (1, 1)})
+    monkeypatch.setattr(control.app, "connection_for_read", lambda: connection)
+    assert control.queue_depths(["terachem", "gone", "terachem.gpu01.gpu0-1"]) == {
+        "terachem": {"ready": 3, "consumers": 0}, "gone": None,
+        "terachem.gpu01.gpu0-1": {"ready": 1, "consumers": 1}}
+    assert connection.channels == 2  # a new channel after the one the refusal closed

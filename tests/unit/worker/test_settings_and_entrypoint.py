@@ -2,6 +2,7 @@
 
 import pytest
 
+from terafleet_worker import entrypoint
 from terafleet_worker import settings as settings_module
 from terafleet_worker.entrypoint import celery_argv
 from terafleet_worker.server import calculation_error
@@ -83,3 +84,18 @@ def test_no_calculation_error_without_an_error_line(tmp_path, content):
         (tmp_path / "job_1" / "tc.out").write_text(content)
     assert calculation_error(tmp_path, "job_1") is None
     assert calculation_error(tmp_path, None) is None
+
+
+def test_flower_gets_its_credentials_through_its_environment_never_its_arguments(tmp_path):
+    auth = tmp_path / "auth"
+    auth.write_text("terafleet:s3cret\n")
+    argv, environment = entrypoint.flower({"TERAFLEET_FLOWER_AUTH_FILE": str(auth), "TERAFLEET_FLOWER_PORT": "5556",
+                                           "PATH": "/usr/bin"})
+    assert argv[:4] == ["celery", "--app", "terafleet_worker.app", "flower"] and "--port=5556" in argv
+    assert not any("s3cret" in word for word in argv)
+    assert environment["FLOWER_BASIC_AUTH"] == "terafleet:s3cret" and environment["PATH"] == "/usr/bin"
+    auth.write_text("no-colon\n")
+    with pytest.raises(SystemExit, match="does not hold user:password"):
+        entrypoint.flower({"TERAFLEET_FLOWER_AUTH_FILE": str(auth)})
+    argv, environment = entrypoint.flower({})
+    assert "FLOWER_BASIC_AUTH" not in environment and "--port=5555" in argv

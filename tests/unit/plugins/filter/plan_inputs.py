@@ -53,14 +53,17 @@ FRONTEND = {"enabled": True, "image": "nginx:stable", "publish_address": "10.1.0
 
 BROKER_ROLE = {"rabbitmq_image": "rabbitmq:3.13", "redis_image": "redis:7", "bind_address": "10.1.0.10",
                "rabbitmq_port": 5672, "redis_port": 6379, "config_dir": "/etc/terafleet/broker",
-               "tls": False}
+               "tls": False, "rabbitmq_metrics_port": 15692}
 
 NODE_CHECKS = {
     "enabled": True, "bin_dir": "/usr/local/sbin", "state_dir": "/var/lib/terafleet", "webhook_url": "",
+    "webhook_body": {"text": "{message}"}, "alertmanager_url": "",
     "disk_interval_minutes": 15, "disk_max_percent": 85, "disk_min_free_gb": 50, "prune_age_hours": 72,
     "watchdog_interval_minutes": 1, "watchdog_poll_seconds": 5, "watchdog_max_restarts": 5,
-    "watchdog_window_seconds": 3600,
-    "scripts": {"terafleet-disk-check": "#!/usr/bin/python3\n", "terafleet-watchdog": "#!/usr/bin/python3\n"},
+    "watchdog_window_seconds": 3600, "metrics_enabled": True, "metrics_dir": "/var/lib/prometheus/node-exporter",
+    "metrics_every_seconds": 20,
+    "scripts": {"terafleet-disk-check": "#!/usr/bin/python3\n", "terafleet-watchdog": "#!/usr/bin/python3\n",
+                "terafleet-node-metrics": "#!/usr/bin/python3\n", "terafleet_checks.py": "\"\"\"shared\"\"\"\n"},
 }
 
 

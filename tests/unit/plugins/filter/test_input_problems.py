@@ -82,7 +82,10 @@ def test_every_rule_is_named():
     ("network", {"allowed_sources": ["10.1.0.0/16", "campus", "10.2.0.7"]},
      ["preflight_allowed_sources: 'campus' is not a network (CIDR such as 10.1.0.0/16)"]),
     ("network", {"allowed_sources": []}, ["preflight_allowed_sources must be a list of networks (CIDR), got []"]),
-    ("network", {"cluster_address": "", "allowed_sources": [], "gpu_node": False}, []),
+    ("network", {"cluster_address": "10.1.0.5", "allowed_sources": [], "gpu_node": False}, []),
+    # node-exporter listens on every node's cluster address, the head's too.
+    ("network", {"cluster_address": "", "allowed_sources": [], "gpu_node": False},
+     ["preflight_cluster_address must be an IP address, got ''"]),
     ("retired", {"set_variables": ["celery_worker_image", "celery_worker_max_retries"]},
      ["celery_worker_max_retries is no longer read: a calculation now waits for its server up to "
       "celery_worker_unavailable_timeout seconds after its first try; remove it from the inventory"]),
