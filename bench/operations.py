@@ -59,9 +59,19 @@ def molecule(*steps: str) -> None:
         print(f"[bench] molecule {step}: {time.monotonic() - started:.0f} s", flush=True)
 
 
+def scenario_tls_dir() -> str:
+    """Where the converge of the scenario made its CA: beside Molecule's inventory (broker_tls_dir's default),
+    in the scenario's ephemeral directory. The playbooks here must use that CA, not make another."""
+    found = sorted((Path.home() / ".ansible" / "tmp").glob(f"molecule.*.{SCENARIO}/inventory/.terafleet-tls"),
+                   key=lambda path: path.stat().st_mtime)
+    if not found:
+        raise SystemExit(f"no CA of the {SCENARIO} scenario under ~/.ansible/tmp: is it converged?")
+    return str(found[-1])
+
+
 def write_inventory(directory: Path) -> Path:
-    """The scenario's hosts as Ansible reaches them (docker connection), with its group_vars."""
-    hosts = {"all": {"vars": {"ansible_connection": "community.docker.docker"},
+    """The scenario's hosts as Ansible reaches them (docker connection), with its group_vars and its CA."""
+    hosts = {"all": {"vars": {"ansible_connection": "community.docker.docker", "broker_tls_dir": scenario_tls_dir()},
                      "children": {"head": {"hosts": {HEAD: {}}}, "gpu_nodes": {"hosts": {n: {} for n in GPU_NODES}}}}}
     (directory / "hosts.yml").write_text(json.dumps(hosts))
     (directory / "group_vars").symlink_to(REPO / "molecule" / SCENARIO / "group_vars")
