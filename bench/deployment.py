@@ -132,8 +132,11 @@ KEYS = {"broker_rabbitmq_password": secrets.token_urlsafe(18), "broker_redis_pas
 
 
 def passwords(work: Path) -> Path:
+    """The extra variables of every site.yml here: passwords, the license, and the demo's optional Prometheus,
+    Alertmanager and Flower turned off (bench/floor.sh builds the farm without them)."""
     path = work / "secrets.json"
-    path.write_text(json.dumps({**KEYS, "terachem_license_file": str(REPO / "playbooks/demo/terachem-license.key")}))
+    path.write_text(json.dumps({**KEYS, "terachem_license_file": str(REPO / "playbooks/demo/terachem-license.key"),
+                                "monitoring_enabled": False, "flower_enabled": False}))
     return path
 
 
