@@ -11,7 +11,8 @@ description:
   - Runs every rule in RV(_value) against one host's inputs and returns each problem found, so preflight
     can refuse a run naming all of them at once, before any host changes.
   - "Rules: C(license_file) (a GPU node needs the TeraChem license on the controller), C(passwords) (every
-    host whose plan renders a broker or backend URL - the head, GPU nodes, CPU nodes with workers - needs
+    host whose plan renders a broker or backend URL - the head, GPU nodes, CPU nodes with workers (remote
+    TeraChem or the CPU programs) - needs
     C(broker_rabbitmq_password) and C(broker_redis_password) as strings that are not empty, the RabbitMQ one
     one that C(rabbitmq.conf) can hold, see P(terafleet.cluster.config_value#filter), and a GPU node whose
     frontend asks for basic authentication needs C(frontend_basic_auth_password)), C(image_archives)
@@ -29,6 +30,8 @@ options:
       - The inputs, a dict - C(gpu_node), C(head), C(cpu_node) (booleans), C(license_file),
         C(rabbitmq_password), C(redis_password), C(broker_url), C(result_backend) (the workers' explicit
         URLs; a password is then not needed on GPU and CPU nodes), C(image_archives), C(cpu_workers),
+        C(cpu_program_cores) (C(celery_worker_cpu_program_cores); a CPU node runs the CPU programs' worker
+        unless it is 0),
         C(tls) (boolean), C(tls_ca_cert), C(tls_cert), C(tls_key), C(cluster_address), C(allowed_sources),
         C(frontend_basic_auth) (boolean, false where the frontend is off), C(frontend_basic_auth_password),
         C(set_variables) (the names of the
@@ -73,8 +76,8 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
 )
 
 INPUTS = ("gpu_node", "head", "cpu_node", "license_file", "rabbitmq_password", "redis_password", "broker_url",
-          "result_backend", "image_archives", "cpu_workers", "tls", "tls_ca_cert", "tls_cert", "tls_key",
-          "cluster_address", "allowed_sources", "frontend_basic_auth", "frontend_basic_auth_password",
+          "result_backend", "image_archives", "cpu_workers", "cpu_program_cores", "tls", "tls_ca_cert", "tls_cert",
+          "tls_key", "cluster_address", "allowed_sources", "frontend_basic_auth", "frontend_basic_auth_password",
           "set_variables")
 # Variables terafleet read once, and what replaces each.
 RETIRED = {
@@ -93,7 +96,9 @@ def license_file(inputs: Mapping) -> list[str]:
 
 
 def passwords(inputs: Mapping) -> list[str]:
-    workers = inputs["gpu_node"] or (inputs["cpu_node"] and bool(inputs["cpu_workers"]))
+    # A CPU node has workers when it drives remote servers or runs the CPU programs (null cores: every core).
+    workers = inputs["gpu_node"] or (inputs["cpu_node"] and (bool(inputs["cpu_workers"])
+                                                             or inputs["cpu_program_cores"] != 0))
     if inputs["head"]:
         needed = ("rabbitmq_password", "redis_password")
     elif workers:

@@ -12,7 +12,10 @@ description:
     full spec of every worker container, in the terms of M(terafleet.cluster.docker_containers).
   - One worker per TeraChem server (C(worker-<set>)), on the node's network, reading its server's scratch,
     consuming the shared queues and its own C(terachem.<node>.<set>); then the CPU-only workers
-    (C(cpu_workers)), each driving a server elsewhere through its published port.
+    (C(cpu_workers)), each driving a server elsewhere through its published port; then C(worker-cpu), the
+    worker running the CPU programs (C(cpu_programs), PySCF and xTB) in its own processes, from
+    C(cpu_program_queues), one task per C(cpu_program_threads) of its C(cpu_program_cores) cores (Docker's
+    C(--cpus) holds it to them), with C(cpu_program_memory) per task.
   - The broker and result backend URLs are built from the broker role's settings (C(broker)) unless
     C(broker_url) and C(result_backend) are given. A password that is undefined, null, not a string or
     empty is refused with the variable's name, on every host whose plan has a worker.
@@ -27,7 +30,7 @@ description:
 positional: scratch, settings, host, host_short
 options:
   _input:
-    description: C(preflight_node), the node fact the preflight role publishes (its C(instances)).
+    description: C(preflight_node), the node fact the preflight role publishes (its C(instances) and C(cpus)).
     type: dict
     required: true
   scratch:
@@ -39,12 +42,16 @@ options:
       - The celery_worker role's variables without their C(celery_worker_) prefix - C(image), C(queues),
         C(concurrency), C(stop_timeout), C(result_expires), C(unavailable_timeout), C(retry_backoff),
         C(memory), C(env),
-        C(network), C(broker_url), C(result_backend), C(cpu_workers), C(secrets_dir), C(tls_ca) - and
+        C(network), C(broker_url), C(result_backend), C(cpu_workers), C(secrets_dir), C(tls_ca), C(cpu_programs),
+        C(cpu_program_queues), C(cpu_program_cores), C(cpu_program_threads), C(cpu_program_memory), C(cpu_node)
+        (whether the host is in C(cpu_nodes)) - and
         C(broker), a dict of the broker role's C(tls), C(rabbitmq_user), C(rabbitmq_password),
         C(rabbitmq_port), C(rabbitmq_vhost), C(redis_user), C(redis_password), C(redis_port),
         C(redis_database) and the C(host) the workers reach them at.
       - C(cpu_workers) entries are C({name, queues, server_host, server_port}); give C([]) on hosts that
         run none.
+      - C(cpu_program_cores) null means every core of the node (C(_input.cpus)) where C(cpu_node) is true and
+        the node is no GPU node, and none elsewhere; 0 means none.
       - C(broker) is read only where C(broker_url) or C(result_backend) is empty.
     type: dict
     required: true
@@ -88,6 +95,7 @@ _value:
                org.terafleet.server: terachem-gpu0}
 """
 
+import re
 from urllib.parse import quote, urlsplit
 
 from ansible.errors import AnsibleFilterError
@@ -104,7 +112,13 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
 
 SETTINGS = ("image", "queues", "concurrency", "stop_timeout", "result_expires", "unavailable_timeout",
             "retry_backoff", "memory",
-            "env", "network", "broker_url", "result_backend", "cpu_workers", "secrets_dir", "tls_ca", "broker")
+            "env", "network", "broker_url", "result_backend", "cpu_workers", "secrets_dir", "tls_ca", "broker",
+            "cpu_programs", "cpu_program_queues", "cpu_program_cores", "cpu_program_threads", "cpu_program_memory",
+            "cpu_node")
+# The programs a worker runs in its own processes (the worker package's programs.py).
+CPU_PROGRAMS = ("pyscf", "xtb")
+PROGRAM_WORKER = "worker-cpu"
+MEMORY = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
 BROKER = ("host", "tls", "rabbitmq_user", "rabbitmq_password", "rabbitmq_port", "rabbitmq_vhost", "redis_user",
           "redis_password", "redis_port", "redis_database")
 SERVER_PORT = "11111"
@@ -158,7 +172,8 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
                     "server_host": str(entry["server_host"]), "server_port": as_int(entry["server_port"])}
                    for entry in entries]
     sets = instances(node, host)
-    if not sets and not cpu_workers:
+    program_settings = cpu_programs(s, node)
+    if not sets and not cpu_workers and program_settings is None:
         return []
     volumes = scratch_volumes(scratch, sets, host)
     broker_url, backend_url = urls(s)
@@ -220,7 +235,61 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
             "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.gpu_set": entry["name"],
                        "org.terafleet.server": f"{entry['server_host']}:{entry['server_port']}"},
         })
+    if program_settings is not None:
+        programs, program_queues, cores, threads, memory_bytes = program_settings
+        workers.append({
+            "name": PROGRAM_WORKER,
+            "hostname": PROGRAM_WORKER,
+            "image": image,
+            "env": {**common,
+                    "TERAFLEET_QUEUES": ",".join(program_queues),
+                    "TERAFLEET_CONCURRENCY": str(cores // threads),
+                    "TERAFLEET_PROGRAMS": ",".join(programs),
+                    "TERAFLEET_GPU_SET": "programs",
+                    "OMP_NUM_THREADS": str(threads)},
+            "secrets": dict(secrets),
+            "mounts": [dict(secrets_mount)],
+            "stop_timeout": stop_timeout,
+            "memory": str(memory_bytes * (cores // threads)),
+            "cpus": float(cores),
+            "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.programs": ",".join(programs)},
+        })
     return workers
+
+
+def cpu_programs(s: Settings, node: dict) -> tuple | None:
+    """The CPU programs' worker settings on this node (programs, queues, cores, threads per task, memory per
+    task in bytes), or None where it runs none: celery_worker_cpu_program_cores null means every core on a
+    cpu_nodes host that is no GPU node, and none elsewhere."""
+    raw_cores = s.optional("cpu_program_cores")
+    node_cpus = as_int(node.get("cpus")) if isinstance(node, dict) else None
+    if raw_cores is None:
+        if not s.bool("cpu_node") or (isinstance(node, dict) and node.get("gpu_node")):
+            return None
+        if not node_cpus:
+            raise s.fail("cpu_program_cores", "is null (every core) but the node's CPU count is unknown; set it")
+        cores = node_cpus
+    else:
+        cores = s.int("cpu_program_cores", minimum=0)
+    if cores == 0:
+        return None
+    if node_cpus and cores > node_cpus:
+        raise s.fail("cpu_program_cores", f"asks for {cores} cores; the node has {node_cpus}")
+    programs = s.strings("cpu_programs", empty=False)
+    unknown = sorted(set(programs) - set(CPU_PROGRAMS))
+    if unknown:
+        raise s.fail("cpu_programs", f"names {unknown}; the CPU programs are {', '.join(CPU_PROGRAMS)}")
+    queues = s.strings("cpu_program_queues", empty=False)
+    threads = s.int("cpu_program_threads", minimum=1)
+    if threads > cores:
+        raise s.fail("cpu_program_threads", f"is {threads}, more than the {cores} cores the CPU programs get "
+                     "(celery_worker_cpu_program_cores)")
+    memory = s.str("cpu_program_memory")
+    match = MEMORY.match(memory.strip())
+    if not match:
+        raise s.fail("cpu_program_memory", f"must be a size such as 512m or 4g, got {memory!r}")
+    memory_bytes = int(match[1]) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match[2].lower()]
+    return programs, queues, cores, threads, memory_bytes
 
 
 class FilterModule:

@@ -181,6 +181,11 @@ options:
           - The container's memory limit (Docker's C(--memory)), in bytes or with a C(k), C(m) or C(g) suffix;
             the kernel ends a process of the container that would use more. Unset, no limit.
         type: str
+      cpus:
+        description:
+          - How many CPUs' worth of time the container may use (Docker's C(--cpus)), such as C(4) or C(1.5).
+            Unset, no limit.
+        type: float
       healthcheck:
         description: Health check. Durations take C(ms), C(s), C(m) and C(h) units, or are seconds.
         type: dict
@@ -363,6 +368,7 @@ containers:
 
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -519,6 +525,10 @@ def create_body(spec: dict) -> dict:
         body["StopTimeout"] = int(spec["stop_timeout"])
     if spec.get("memory"):
         host_config["Memory"] = memory_bytes(str(spec["memory"]), name)
+    if spec.get("cpus"):
+        if not math.isfinite(float(spec["cpus"])) or float(spec["cpus"]) <= 0:
+            raise SpecError(f"{name}: cpus must be above 0, got {spec['cpus']}")
+        host_config["NanoCpus"] = int(round(float(spec["cpus"]) * 10**9))
     check = spec.get("healthcheck")
     if check:
         body["Healthcheck"] = {
@@ -882,6 +892,7 @@ def main() -> None:
                            "default": "unless-stopped"},
         "stop_timeout": {"type": "int"},
         "memory": {"type": "str"},
+        "cpus": {"type": "float"},
         "healthcheck": {"type": "dict", "options": healthcheck},
         "restart": {"type": "bool", "default": False},
         "stop_first": {"type": "list", "elements": "str", "default": []},

@@ -21,6 +21,7 @@ description:
     C(df) counts it).
   - Sets C(terafleet_docker_api_version) to the API version of the running Docker engine, or null when
     none answers on O(docker_socket), and C(terafleet_images_present) to those of O(images) the engine has.
+  - Sets C(terafleet_cpus) to the number of CPUs the node's processes may run on.
   - With O(packages), O(services), O(paths) and O(json_files), sets C(terafleet_packages) (dpkg),
     C(terafleet_services) (systemd), C(terafleet_paths) and C(terafleet_json).
   - With O(filesystems), sets C(terafleet_filesystems) to whether the running kernel can mount each file
@@ -161,6 +162,10 @@ ansible_facts:
       type: list
       elements: str
       sample: ["terafleet/worker:latest"]
+    terafleet_cpus:
+      description: The number of CPUs the node's processes may run on (their affinity).
+      type: int
+      sample: 64
 """
 
 import os
@@ -340,7 +345,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    facts: dict = {}
+    facts: dict = {"terafleet_cpus": len(os.sched_getaffinity(0))}
     if params["gpus"]:
         try:
             facts["gpus"], facts["gpu_driver_version"] = read_gpus(params["nvidia_smi_path"],

@@ -47,6 +47,12 @@ class Settings:
             raise self.fail(name, "is null; give it a value")
         return value
 
+    def optional(self, name: str) -> Any:
+        """A setting that may be null (its meaning then documented where it is read), but must be set."""
+        if name not in self._settings:
+            raise self.fail(name, "is not set (the plan needs it)")
+        return self._settings[name]
+
     def str(self, name: str, empty: bool = False) -> str:
         value = self.raw(name)
         if not isinstance(value, str):

@@ -7,7 +7,7 @@ import os
 import docker
 import pytest
 
-from minicluster import PAIRS, mini_cluster
+from minicluster import CPU_WORKER, PAIRS, mini_cluster
 
 IMAGES = ("terafleet/broker:latest", "terafleet/backend:latest", "terafleet/standin:latest", "terafleet/worker:latest")
 
@@ -31,5 +31,6 @@ def docker_client():
 def cluster(docker_client, tmp_path_factory):
     # TERAFLEET_IT_TLS=1: the broker and backend speak TLS only, as on a converged cluster.
     tls = os.environ.get("TERAFLEET_IT_TLS") == "1"
-    with mini_cluster(docker_client, tmp_path_factory.mktemp("broker"), PAIRS, tls=tls) as running:
+    with mini_cluster(docker_client, tmp_path_factory.mktemp("broker"), PAIRS, tls=tls,
+                      cpu_worker=CPU_WORKER) as running:
         yield running

@@ -34,8 +34,13 @@ BACKEND_TLS_COMMAND = ["redis-server", "--protected-mode", "no", "--port", "0", 
                        "--tls-ca-cert-file", "/tls/ca.crt", "--tls-auth-clients", "no"]
 # Short leases: a run lost with its worker is taken up again within seconds (the default is 30 s).
 LEASE_SECONDS = "4"
+# (name, backend, queues, GPUs): the PySCF-backed pair also serves chem-farm with a second one, so work sent
+# there (a farm Hessian) spreads over two servers.
 PAIRS = (("standin-a", "fake", "terachem", "0"), ("standin-b", "fake", "terachem", "1"),
-         ("standin-chem", "pyscf", "chemistry", "2,3"))
+         ("standin-chem", "pyscf", "chemistry,chem-farm", "2,3"), ("standin-chem2", "pyscf", "chem-farm", "4"))
+# The worker running the CPU programs (PySCF, xTB) in its own processes, from the cpu queue, two at a time.
+CPU_WORKER = {"name": "worker-cpu", "programs": "pyscf,xtb", "queues": "cpu", "concurrency": "2"}
+CPU_WORKER_NAME = "cpu@it-node-programs"
 
 
 @dataclass
@@ -95,9 +100,10 @@ def tls_files(workdir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def mini_cluster(client, workdir: Path, pair_specs, tls: bool = False):
-    """Start broker, backend and (name, backend, queue, gpus) stand-in/worker pairs; remove all at exit.
-    With `tls`, the broker and backend speak TLS only, and the workers and this process verify them."""
+def mini_cluster(client, workdir: Path, pair_specs, tls: bool = False, cpu_worker: dict | None = None):
+    """Start broker, backend and (name, backend, queue, gpus) stand-in/worker pairs, and with `cpu_worker` a
+    worker for the CPU programs; remove all at exit. With `tls`, the broker and backend speak TLS only, and
+    the workers and this process verify them."""
     network = client.networks.create(f"terafleet-it-{RUN_ID}", labels=LABEL)
     conf = workdir / "10-test.conf"
     conf.write_text(BROKER_CONF + (BROKER_TLS_CONF if tls else "listeners.tcp.default = 5672\n"))
@@ -134,11 +140,21 @@ def mini_cluster(client, workdir: Path, pair_specs, tls: bool = False):
                           volumes={volume: {"bind": "/scratch", "mode": "rw"}},
                           ports={"11111/tcp": ("127.0.0.1", None)})
             pairs[name] = Pair(name, standin, None, volume, queue)
+        connection = {"TERAFLEET_BROKER_URL": f"{amqp}://terafleet:secret@broker:{amqp_port}//",
+                      "TERAFLEET_RESULT_BACKEND": f"{redis}://backend:6379/0",
+                      **({"TERAFLEET_TLS_CA_FILE": "/tls/ca.crt"} if tls else {})}
+        names = []
+        if cpu_worker:
+            run("terafleet/worker:latest", cpu_worker["name"], stop_signal="SIGTERM", volumes=certificates,
+                environment={**connection, "TERAFLEET_PROGRAMS": cpu_worker["programs"],
+                             "TERAFLEET_QUEUES": cpu_worker["queues"],
+                             "TERAFLEET_CONCURRENCY": cpu_worker["concurrency"], "TERAFLEET_NODE": "it-node",
+                             "TERAFLEET_GPU_SET": "programs", "OMP_NUM_THREADS": "1",
+                             "TERAFLEET_LEASE_SECONDS": LEASE_SECONDS})
+            names.append(CPU_WORKER_NAME)
         for pair in pairs.values():
             pair.worker = run("terafleet/worker:latest", f"worker-{pair.name}", stop_signal="SIGTERM",
-                              environment={"TERAFLEET_BROKER_URL": f"{amqp}://terafleet:secret@broker:{amqp_port}//",
-                                           "TERAFLEET_RESULT_BACKEND": f"{redis}://backend:6379/0",
-                                           **({"TERAFLEET_TLS_CA_FILE": "/tls/ca.crt"} if tls else {}),
+                              environment={**connection,
                                            "TERAFLEET_QUEUES": pair.queue, "TCPB_HOST": pair.name,
                                            "TCPB_PORT": "11111", "TERAFLEET_NODE": "it-node",
                                            "TERAFLEET_GPU_SET": pair.name, "TERAFLEET_RETRY_BACKOFF": "1.5",
@@ -151,7 +167,7 @@ def mini_cluster(client, workdir: Path, pair_specs, tls: bool = False):
             os.environ["TERAFLEET_TLS_CA_FILE"] = str(workdir / "tls" / "ca.crt")
         from terafleet_worker.app import app
 
-        names = [p.worker_name for p in pairs.values()]
+        names += [p.worker_name for p in pairs.values()]
         wait_for(lambda: len(app.control.ping(destination=names, timeout=1.0)) == len(names), 90,
                  "the workers", interval=1.0)
         yield {"app": app, "pairs": pairs, "client": client, "network": network, "broker": broker}

@@ -6,6 +6,7 @@ from celery import Celery
 
 from . import settings as _settings
 from .hold import HeldQueuesStep
+from .routing import route
 from .standby import StandbyStep
 from .status_file import StatusFileStep
 
@@ -35,12 +36,15 @@ app.conf.update(
     # Task events (received, started, succeeded, failed) and heartbeats for Flower and other monitors.
     worker_send_task_events=True,
     task_send_sent_event=True,
+    # compute(program, input) goes to its program's queue (routing.py) unless the sender names one.
+    task_routes=(route,),
 )
 # amqps:// and rediss://: each server's certificate is verified against the CA (TERAFLEET_TLS_CA_FILE).
-if SETTINGS.broker_tls():
-    app.conf.broker_use_ssl = SETTINGS.broker_tls()
-if SETTINGS.backend_tls():
-    app.conf.redis_backend_use_ssl = SETTINGS.backend_tls()
+broker_tls, backend_tls = SETTINGS.broker_tls(), SETTINGS.backend_tls()
+if broker_tls:
+    app.conf.broker_use_ssl = broker_tls
+if backend_tls:
+    app.conf.redis_backend_use_ssl = backend_tls
 app.steps["consumer"].add(HeldQueuesStep)
 app.steps["consumer"].add(StandbyStep)
 app.steps["consumer"].add(StatusFileStep)

@@ -1,4 +1,4 @@
-"""Calculation documents: validation, XYZ files, and conversion to the tcpb client's input."""
+"""Simple calculation documents (TeraChem's): validation, keywords, methods and XYZ files."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def validate(doc: Any, limits: Limits = Limits()) -> dict:  # noqa: B008 (a froz
     keywords = doc.get("keywords", {}) or {}
     if not isinstance(keywords, dict):
         raise InputError(f"keywords must be an object, got {keywords!r}"[:300])
-    _check_keywords(keywords)
+    check_keywords(keywords)
     return {"symbols": [s.strip().capitalize() for s in symbols], "geometry_bohr": [x * scale for x in flat],
             "charge": charge, "multiplicity": multiplicity, "method": method.lower(), "basis": basis.lower(),
             "calctype": calctype, "keywords": keywords}
@@ -111,7 +111,7 @@ def _flatten(geometry: Any) -> list[float]:
     return numbers
 
 
-def _check_keywords(keywords: dict) -> None:
+def check_keywords(keywords: dict) -> None:
     """TeraChem reads keywords as `name value` lines: names are identifiers, values one-line scalars."""
     if len(keywords) > MAX_KEYWORDS:
         raise InputError(f"{len(keywords)} keywords, above the limit of {MAX_KEYWORDS}")
@@ -137,18 +137,12 @@ def _check_keywords(keywords: dict) -> None:
             raise InputError(f"keyword {name!r} names files relative to the job's directory only, got {text!r}")
 
 
-def program_input(calc: dict):
-    """The qcdata ProgramInput the tcpb client takes; raises InputError for what tcpb would refuse."""
-    from qcdata import ProgramInput, Structure
-    from tcpb import terachem_server_pb2 as pb
+def check_method(method: str) -> None:
+    """InputError unless TeraChem (tcpb's protobuf enum) knows the method."""
+    from . import messages
 
-    if calc["method"].upper() not in pb.JobInput.MethodType.keys():  # noqa: SIM118 (a protobuf enum, no dict)
-        raise InputError(f"method {calc['method']!r} is not a TeraChem method")
-    structure = Structure(symbols=calc["symbols"],
-                          geometry=[calc["geometry_bohr"][i:i + 3] for i in range(0, len(calc["geometry_bohr"]), 3)],
-                          charge=calc["charge"], multiplicity=calc["multiplicity"])
-    return ProgramInput(structure=structure, calctype=calc["calctype"],
-                        model={"method": calc["method"], "basis": calc["basis"]}, keywords=calc["keywords"])
+    if method.upper() not in messages.load().JobInput.MethodType.keys():  # noqa: SIM118 (a protobuf enum)
+        raise InputError(f"method {method!r} is not a TeraChem method")
 
 
 def read_xyz(text: str, **fields: Any) -> dict:

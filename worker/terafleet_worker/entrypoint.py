@@ -1,4 +1,5 @@
-"""Container entry point: wait until the paired server answers, then become Celery (PID 1).
+"""Container entry point: wait until the paired server answers (a worker that drives one), then become
+Celery (PID 1).
 
 `exec` keeps Celery as PID 1, so Docker's SIGTERM reaches it and starts a warm shutdown: the running
 task finishes, then the worker exits.
@@ -68,8 +69,10 @@ def main() -> None:
         sys.stdout.flush()
         os.execvpe(argv[0], argv, environment)
     settings = load()
-    if not wait_for_server(settings.server_host, settings.server_port, time.monotonic() + settings.server_wait,
-                           settings.status_timeout):
+    # A worker for CPU programs only has no server to wait for.
+    if settings.drives_server and not wait_for_server(settings.server_host, settings.server_port,
+                                                      time.monotonic() + settings.server_wait,
+                                                      settings.status_timeout):
         standby.mark(settings.state_dir, f"{settings.server} did not answer before the worker started")
     argv = celery_argv(settings, sys.argv[1:])
     log.info("exec %s", " ".join(argv))

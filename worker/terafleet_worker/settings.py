@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .chemistry import Limits
+from .programs import PROGRAMS
 
 
 def _int(name: str, default: int) -> int:
@@ -53,6 +54,10 @@ class Settings:
     queues: tuple[str, ...] = field(default_factory=lambda: tuple(
         q.strip() for q in os.environ.get("TERAFLEET_QUEUES", "terachem").split(",") if q.strip()))
     concurrency: int = field(default_factory=lambda: _int("TERAFLEET_CONCURRENCY", 1))
+    # The programs this worker runs (programs.py): terachem through its paired server, or CPU programs
+    # (pyscf, xtb) in its own processes, which need no server.
+    programs: tuple[str, ...] = field(default_factory=lambda: tuple(
+        p.strip() for p in os.environ.get("TERAFLEET_PROGRAMS", "terachem").split(",") if p.strip()))
     result_expires: int = field(default_factory=lambda: _int("TERAFLEET_RESULT_EXPIRES", 7 * 24 * 3600))
     # The paired TeraChem server, under the names the tcpb client itself reads.
     server_host: str = field(default_factory=lambda: os.environ.get("TCPB_HOST", "127.0.0.1"))
@@ -84,7 +89,13 @@ class Settings:
 
     @property
     def worker_name(self) -> str:
-        return f"terachem@{self.node}-{self.gpu_set}"
+        """The name the worker answers to: terachem@<node>-<set> where it drives a TeraChem server,
+        cpu@<node>-<name> where it runs CPU programs only."""
+        return f"{'terachem' if self.drives_server else 'cpu'}@{self.node}-{self.gpu_set}"
+
+    @property
+    def drives_server(self) -> bool:
+        return "terachem" in self.programs
 
     @property
     def server(self) -> str:
@@ -121,6 +132,10 @@ def load() -> Settings:
             raise SystemExit(f"{name} must be above 0, got {value}")
     if not settings.queues:
         raise SystemExit("TERAFLEET_QUEUES names no queue")
+    unknown = sorted(set(settings.programs) - set(PROGRAMS))
+    if unknown or not settings.programs:
+        raise SystemExit(f"TERAFLEET_PROGRAMS must name programs among {', '.join(sorted(PROGRAMS))}, got "
+                         f"{','.join(settings.programs)!r}")
     if settings.tls_ca_file and not os.path.isfile(settings.tls_ca_file):
         raise SystemExit(f"TERAFLEET_TLS_CA_FILE: {settings.tls_ca_file} is not a file")
     return settings

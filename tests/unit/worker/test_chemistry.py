@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from terafleet_worker.chemistry import BOHR_PER_ANGSTROM, InputError, Limits, program_input, read_xyz, validate
+from terafleet_worker.chemistry import BOHR_PER_ANGSTROM, InputError, Limits, check_method, read_xyz, validate
+from terafleet_worker.qc import from_document
 
 WATER = {"structure": {"symbols": ["O", "H", "H"],
                        "geometry": [[0.0, -0.0757918, 0.0], [0.8668, 0.6014, 0.0], [-0.8668, 0.6014, 0.0]]},
@@ -84,14 +85,14 @@ def test_plain_keywords_pass_unchanged():
 
 
 def test_program_input_carries_bohr_geometry():
-    program = program_input(validate(WATER))
+    program = from_document(validate(WATER))
     assert program.structure.geometry[1][0] == pytest.approx(0.8668 * BOHR_PER_ANGSTROM)
     assert program.model.method == "hf" and program.calctype.value == "energy"
 
 
 def test_unknown_method_is_refused_before_the_server():
     with pytest.raises(InputError, match="method 'mp2' is not a TeraChem method"):
-        program_input(validate(with_(method="mp2")))
+        check_method(validate(with_(method="mp2"))["method"])
 
 
 def test_read_xyz():

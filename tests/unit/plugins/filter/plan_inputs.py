@@ -11,7 +11,7 @@ GPUS = [{"index": i, "uuid": f"GPU-{i:08x}-1111-2222-3333-444444444444", "health
 
 def preflight_node(size: int = 1, gpu_node: bool = True) -> dict:
     sets = gpu_sets(GPUS, size=size, host="gpu01.cluster") if gpu_node else []
-    return {"gpu_node": gpu_node, "lstor_path": "/lstor", "scratch_root": "/lstor/terafleet",
+    return {"gpu_node": gpu_node, "cpus": 16, "lstor_path": "/lstor", "scratch_root": "/lstor/terafleet",
             "smoke_marker": "/var/lib/terafleet/smoke-test-pending",
             "instances": instance_plan(sets, "/lstor/terafleet", "gpu01", 11111, 8080, [])}
 
@@ -44,7 +44,8 @@ CELERY_WORKER = {
     "result_expires": 604800, "unavailable_timeout": 21600, "memory": "2g", "retry_backoff": 2, "env": {},
     "network": "terafleet",
     "broker_url": "", "result_backend": "", "cpu_workers": [], "secrets_dir": "/etc/terafleet/worker",
-    "tls_ca": "", "broker": BROKER,
+    "tls_ca": "", "broker": BROKER, "cpu_programs": ["pyscf", "xtb"], "cpu_program_queues": ["cpu"],
+    "cpu_program_cores": None, "cpu_program_threads": 1, "cpu_program_memory": "4g", "cpu_node": False,
 }
 
 FRONTEND = {"enabled": True, "image": "nginx:stable", "publish_address": "10.1.0.21",

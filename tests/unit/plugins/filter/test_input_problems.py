@@ -17,7 +17,7 @@ def good(tmp_path):
     return {"gpu_node": True, "head": False, "cpu_node": False, "license_file": str(license_file),
             "rabbitmq_password": "pw1", "redis_password": "pw2", "broker_url": "", "result_backend": "",
             "image_archives": {"terafleet/worker:latest": str(archive)}, "cpu_workers": [],
-            "tls": True, "tls_ca_cert": "", "tls_cert": "", "tls_key": "",
+            "cpu_program_cores": None, "tls": True, "tls_ca_cert": "", "tls_cert": "", "tls_key": "",
             "cluster_address": "10.1.0.21", "allowed_sources": ["10.1.0.0/16"],
             "frontend_basic_auth": False, "frontend_basic_auth_password": "",
             "set_variables": ["celery_worker_image", "celery_worker_unavailable_timeout"]}
@@ -55,8 +55,13 @@ def test_every_rule_is_named():
     ("passwords", {"frontend_basic_auth": True},
      ["frontend_basic_auth_password is empty; set it (Ansible Vault) in the inventory"]),
     ("passwords", {"frontend_basic_auth": True, "frontend_basic_auth_password": "s3cret"}, []),
-    ("passwords", {"rabbitmq_password": "", "gpu_node": False, "cpu_node": True, "cpu_workers": [CPU_WORKER]},
+    ("passwords", {"rabbitmq_password": "", "gpu_node": False, "cpu_node": True, "cpu_workers": [CPU_WORKER],
+                   "cpu_program_cores": 0},
      ["broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"]),
+    # A CPU node runs the CPU programs' worker (every core by default): it needs the passwords too.
+    ("passwords", {"rabbitmq_password": "", "gpu_node": False, "cpu_node": True},
+     ["broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"]),
+    ("passwords", {"rabbitmq_password": "", "gpu_node": False, "cpu_node": True, "cpu_program_cores": 0}, []),
     ("image_archives", {"image_archives": {"redis:7": "/nonexistent/redis.tar"}},
      ["archive '/nonexistent/redis.tar' for image redis:7 not found on the controller (container_images_archives)"]),
     ("image_archives", {"image_archives": ["redis.tar"]},

@@ -174,3 +174,70 @@ def test_each_worker_answers_to_the_celery_name_its_instance_plan_gives_and_read
         assert settings.worker_name == instance["celery_name"]
         assert (settings.broker_url, settings.result_backend) == (worker["secrets"]["broker_url"],
                                                                   worker["secrets"]["result_backend"])
+
+
+def cpu_node(**changes):
+    node = preflight_node(gpu_node=False)
+    return worker_containers(node, scratch(node), settings(CELERY_WORKER, cpu_node=True, **changes), "cpu01.cluster",
+                             "cpu01")
+
+
+def test_a_cpu_node_runs_the_cpu_programs_on_every_core_by_default():
+    [worker] = cpu_node()
+    assert worker["name"] == "worker-cpu" and worker["image"] == "terafleet/worker:latest"
+    assert {key: worker["env"][key] for key in ("TERAFLEET_QUEUES", "TERAFLEET_CONCURRENCY", "TERAFLEET_PROGRAMS",
+                                                "TERAFLEET_GPU_SET", "OMP_NUM_THREADS", "TERAFLEET_NODE")} == {
+        "TERAFLEET_QUEUES": "cpu", "TERAFLEET_CONCURRENCY": "16", "TERAFLEET_PROGRAMS": "pyscf,xtb",
+        "TERAFLEET_GPU_SET": "programs", "OMP_NUM_THREADS": "1", "TERAFLEET_NODE": "cpu01"}
+    assert "TCPB_HOST" not in worker["env"] and "s3cret" not in str(worker["env"])
+    assert worker["cpus"] == 16.0 and worker["memory"] == str(16 * 4 * 2**30)
+    assert worker["mounts"] == [{"type": "bind", "source": "/etc/terafleet/worker", "target": "/run/terafleet",
+                                 "read_only": True}]
+    assert worker["labels"] == {"org.terafleet.role": "worker", "org.terafleet.node": "cpu01.cluster",
+                                "org.terafleet.programs": "pyscf,xtb"}
+    assert worker["secrets"]["broker_url"].startswith("amqp://terafleet:")
+
+
+def test_a_gpu_node_lends_spare_cores_only_when_asked():
+    assert [w["name"] for w in plan()] == ["worker-gpu0-1", "worker-gpu2-3"]
+    workers = plan(cpu_program_cores=6, cpu_program_threads=2, cpu_program_memory="512m",
+                   cpu_program_queues=["cpu", "cpu-small"])
+    assert [w["name"] for w in workers] == ["worker-gpu0-1", "worker-gpu2-3", "worker-cpu"]
+    spare = workers[-1]
+    assert spare["env"]["TERAFLEET_CONCURRENCY"] == "3" and spare["env"]["OMP_NUM_THREADS"] == "2"
+    assert spare["env"]["TERAFLEET_QUEUES"] == "cpu,cpu-small"
+    assert spare["cpus"] == 6.0 and spare["memory"] == str(3 * 512 * 2**20)
+
+
+def test_no_cores_means_no_cpu_program_worker():
+    assert cpu_node(cpu_program_cores=0) == []
+    assert [w["name"] for w in cpu_node(cpu_program_cores=0, cpu_workers=[CPU_WORKER])] == ["worker-remote-gpu2"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"cpu_program_cores": 17}, "celery_worker_cpu_program_cores asks for 17 cores; the node has 16"),
+    ({"cpu_program_cores": -1}, "celery_worker_cpu_program_cores must be at least 0"),
+    ({"cpu_program_cores": "many"}, "celery_worker_cpu_program_cores must be a whole number"),
+    ({"cpu_program_threads": 32}, "celery_worker_cpu_program_threads is 32, more than the 16 cores"),
+    ({"cpu_programs": ["pyscf", "orca"]}, "celery_worker_cpu_programs names ['orca']; the CPU programs are pyscf, xtb"),
+    ({"cpu_programs": []}, "celery_worker_cpu_programs is empty"),
+    ({"cpu_program_queues": []}, "celery_worker_cpu_program_queues is empty"),
+    ({"cpu_program_memory": "lots"}, "celery_worker_cpu_program_memory must be a size such as 512m or 4g"),
+    ({"cpu_program_cores": None}, "celery_worker_cpu_program_cores is not set"),
+])
+def test_bad_cpu_program_settings_are_refused_by_name(changes, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        cpu_node(**changes)
+
+
+def test_a_cpu_node_of_unknown_size_must_say_how_many_cores():
+    node = {key: value for key, value in preflight_node(gpu_node=False).items() if key != "cpus"}
+    with pytest.raises(AnsibleFilterError, match="is null .every core. but the node's CPU count is unknown"):
+        worker_containers(node, scratch(node), settings(CELERY_WORKER, cpu_node=True), "cpu01.cluster", "cpu01")
+
+
+def test_a_host_in_both_groups_lends_no_cores_unless_asked():
+    node = preflight_node(size=2)
+    both = settings(CELERY_WORKER, cpu_node=True)
+    assert [w["name"] for w in worker_containers(node, scratch(node), both, "gpu01.cluster", "gpu01")] == [
+        "worker-gpu0-1", "worker-gpu2-3"]

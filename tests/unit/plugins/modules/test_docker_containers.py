@@ -131,6 +131,17 @@ def test_a_memory_limit_in_dockers_notation(memory, limit):
     assert "Memory" not in create_body(SERVER)["HostConfig"]
 
 
+def test_a_cpu_limit_in_dockers_terms():
+    assert create_body({**SERVER, "cpus": 6.0})["HostConfig"]["NanoCpus"] == 6 * 10**9
+    assert create_body({**SERVER, "cpus": 1.5})["HostConfig"]["NanoCpus"] == 1_500_000_000
+    assert "NanoCpus" not in create_body(SERVER)["HostConfig"]
+    # Set, it is part of the configuration (a change recreates the container); unset, no hash changes.
+    assert docker_containers.config_hash({**SERVER, "cpus": 6.0}) != docker_containers.config_hash(SERVER)
+    assert docker_containers.config_hash({**SERVER, "cpus": None}) == docker_containers.config_hash(SERVER)
+    with pytest.raises(docker_containers.SpecError, match="terachem-gpu0: cpus must be above 0, got -2"):
+        create_body({**SERVER, "cpus": -2.0})
+
+
 @pytest.mark.parametrize("memory", ["2 GB", "0", "-1g", "lots"])
 def test_a_memory_limit_docker_cannot_read_is_refused(memory):
     with pytest.raises(docker_containers.SpecError, match=rf"terachem-gpu0: memory '{memory}' is not a size"):
