@@ -9,8 +9,10 @@
   gpu_floor  bench/floor.sh on fresh nodes with 4 and 16 GPUs: the cost per added set without Ansible.
   hosts      the cheap tasks (facts, the node_checks scripts and cron entries) on 2 to 10 fresh hosts:
              seconds per added host.
-  other      bench/worker_overhead.py and bench/operations.py, unless --skip-others.
-Usage: bench/deployment.py [--only converge,gpu_sets,gpu_floor,hosts,others]   (needs Docker, the images, the venv)
+  others     bench/worker_overhead.py and bench/operations.py.
+  hessian    bench/hessian.py: the farm Hessian of water on 4 servers against 1 (speed-up; target >= 3).
+Usage: bench/deployment.py [--only converge,gpu_sets,gpu_floor,hosts,others,hessian]
+       (needs Docker, the images, the venv)
 """
 
 from __future__ import annotations
@@ -328,6 +330,17 @@ def bench_others() -> None:
         f"CPU-s/min; the watchdog beside them {cpu['watchdog_s']:.2f})", "target <= 2 %")
 
 
+def bench_hessian() -> None:
+    _, result = run([str(BIN / "python"), str(REPO / "bench" / "hessian.py")], cwd=REPO)
+    one = re.search(r"on 1 server:\s+([0-9.]+) s", result.stdout)
+    four = re.search(r"on 4 servers:\s+([0-9.]+) s", result.stdout)
+    speedup = re.search(r"speed-up:\s+([0-9.]+)", result.stdout)
+    if not (one and four and speedup):
+        raise SystemExit(f"bench/hessian.py printed no figures:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    row("farm Hessian of water, 19 gradients of 1 s each (bench/hessian.py): 1 server / 4 servers",
+        f"{one[1]} s / {four[1]} s = speed-up {speedup[1]}", "target >= 3")
+
+
 def save() -> None:
     """Store the figures so far in bench/results.json and rewrite bench/results.md. Figures from earlier
     runs with --only stay in the table, each with the time it was measured."""
@@ -352,10 +365,10 @@ def save() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="converge,gpu_sets,gpu_floor,hosts,others")
+    parser.add_argument("--only", default="converge,gpu_sets,gpu_floor,hosts,others,hessian")
     args = parser.parse_args()
     benches = {"converge": bench_converge, "gpu_sets": bench_gpu_sets, "gpu_floor": bench_gpu_floor,
-               "hosts": bench_hosts, "others": bench_others}
+               "hosts": bench_hosts, "others": bench_others, "hessian": bench_hessian}
     for name in args.only.split(","):
         benches[name]()
         save()  # a later part that fails keeps what this one measured

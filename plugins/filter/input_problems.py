@@ -70,6 +70,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.terafleet.cluster.plugins.plugin_utils.config_syntax import rabbitmq_problem
 from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
     as_address,
+    as_int,
     as_network,
     cpu_workers_problems,
     password_problem,
@@ -98,7 +99,7 @@ def license_file(inputs: Mapping) -> list[str]:
 def passwords(inputs: Mapping) -> list[str]:
     # A CPU node has workers when it drives remote servers or runs the CPU programs (null cores: every core).
     workers = inputs["gpu_node"] or (inputs["cpu_node"] and (bool(inputs["cpu_workers"])
-                                                             or inputs["cpu_program_cores"] != 0))
+                                                             or as_int(inputs["cpu_program_cores"]) != 0))
     if inputs["head"]:
         needed = ("rabbitmq_password", "redis_password")
     elif workers:

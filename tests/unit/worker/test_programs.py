@@ -199,3 +199,14 @@ def test_client_refuses_before_sending():
     with pytest.raises(InputRefused, match="not a valid ProgramInput"):
         client.check("pyscf", {"structure": WATER["structure"]})
     assert client.check("terachem", WATER, "gradient").calctype.value == "gradient"
+
+
+def test_the_worker_starts_and_checks_its_health_without_the_heavy_imports():
+    import subprocess
+    import sys
+
+    code = ("import sys, terafleet_worker.app, terafleet_worker.tasks, terafleet_worker.healthcheck, "
+            "terafleet_worker.entrypoint; print(sorted(m for m in ('pyscf', 'tblite', 'geometric', 'qcdata', "
+            "'pydantic', 'numpy', 'scipy', 'tcpb') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

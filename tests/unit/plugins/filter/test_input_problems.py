@@ -62,6 +62,7 @@ def test_every_rule_is_named():
     ("passwords", {"rabbitmq_password": "", "gpu_node": False, "cpu_node": True},
      ["broker_rabbitmq_password is empty; set it (Ansible Vault) in the inventory"]),
     ("passwords", {"rabbitmq_password": "", "gpu_node": False, "cpu_node": True, "cpu_program_cores": 0}, []),
+    ("passwords", {"rabbitmq_password": "", "gpu_node": False, "cpu_node": True, "cpu_program_cores": "0"}, []),
     ("image_archives", {"image_archives": {"redis:7": "/nonexistent/redis.tar"}},
      ["archive '/nonexistent/redis.tar' for image redis:7 not found on the controller (container_images_archives)"]),
     ("image_archives", {"image_archives": ["redis.tar"]},
