@@ -34,6 +34,8 @@ BACKEND_TLS_COMMAND = ["redis-server", "--protected-mode", "no", "--port", "0", 
                        "--tls-ca-cert-file", "/tls/ca.crt", "--tls-auth-clients", "no"]
 # Short leases: a run lost with its worker is taken up again within seconds (the default is 30 s).
 LEASE_SECONDS = "4"
+# The workers prove they reach the broker every second, and fail their health check after 5 s without.
+ALIVE = {"TERAFLEET_ALIVE_INTERVAL": "1", "TERAFLEET_ALIVE_MAX_AGE": "5"}
 # (name, backend, queues, GPUs): the PySCF-backed pair also serves chem-farm with a second one, so work sent
 # there (a farm Hessian) spreads over two servers.
 PAIRS = (("standin-a", "fake", "terachem", "0"), ("standin-b", "fake", "terachem", "1"),
@@ -141,7 +143,7 @@ def mini_cluster(client, workdir: Path, pair_specs, tls: bool = False, cpu_worke
                           ports={"11111/tcp": ("127.0.0.1", None)})
             pairs[name] = Pair(name, standin, None, volume, queue)
         connection = {"TERAFLEET_BROKER_URL": f"{amqp}://terafleet:secret@broker:{amqp_port}//",
-                      "TERAFLEET_RESULT_BACKEND": f"{redis}://backend:6379/0",
+                      "TERAFLEET_RESULT_BACKEND": f"{redis}://backend:6379/0", **ALIVE,
                       **({"TERAFLEET_TLS_CA_FILE": "/tls/ca.crt"} if tls else {})}
         names = []
         if cpu_worker:

@@ -309,20 +309,31 @@ def test_worker_control_refuses_a_command_without_queues(pairs):
     assert result.exit_code == 2 and b"drain needs at least one queue" in result.output
 
 
-def test_worker_health_check_asks_the_broker_and_leaves_the_server_to_its_own(cluster, pairs):
+def health(pair):
+    return pair.worker.exec_run(["terafleet-healthcheck"])
+
+
+def test_worker_health_check_reads_its_broker_probe_and_leaves_the_server_to_its_own(cluster, pairs):
     pair = pairs["standin-b"]
-    healthy = pair.worker.exec_run(["terafleet-healthcheck"])
+    healthy = health(pair)
     assert healthy.exit_code == 0 and healthy.output.strip() == b"worker idle", healthy.output
     pair.control(hang=True)
-    hung = pair.worker.exec_run(["terafleet-healthcheck"])
+    hung = health(pair)
     assert hung.exit_code == 0, "a hung server is the server's health check's to report"
     cluster["broker"].pause()
     try:
-        lost = pair.worker.exec_run(["terafleet-healthcheck"])
+        # The worker's probe gets no answer: its proof of reaching the broker ages past the maximum.
+        lost = wait_for(lambda: (lambda r: r if r.exit_code == 1 else None)(health(pair)), 30,
+                        "the worker's health check to fail", interval=0.5)
     finally:
         cluster["broker"].unpause()
-    assert lost.exit_code == 1
-    assert b"did not answer through the broker" in lost.output
+    assert b"unhealthy: the worker last reached the broker" in lost.output
+    wait_for(lambda: health(pair).exit_code == 0, 30, "the worker's health check to pass again", interval=0.5)
+    # For a person: the same question through the broker, as Celery's inspect asks it.
+    through = pair.worker.exec_run(["terafleet-healthcheck", "--through-broker"])
+    assert through.exit_code == 0 and through.output.strip() == b"worker idle", through.output
+    # The check starts no Python: a shell script reads the file the worker's own probe keeps.
+    assert pair.worker.exec_run(["head", "-c", "9", "/usr/local/bin/terafleet-healthcheck"]).output == b"#!/bin/sh"
 
 
 def test_a_worker_whose_server_is_down_stands_by_and_its_own_queue_waits(send, pairs):
@@ -333,8 +344,10 @@ def test_a_worker_whose_server_is_down_stands_by_and_its_own_queue_waits(send, p
         # The first task worker-a takes finds its server down: worker-a stands by.
         wait_for(lambda: (send(water(1.05)).get(timeout=60), control(down, "state")["queues"] == [])[1], 120,
                  "worker-a to stand by", interval=0.5)
-        health = down.worker.exec_run(["terafleet-healthcheck"])
-        assert health.exit_code == 0 and b"standing by: server standin-a:11111 unavailable" in health.output
+        standing_by = wait_for(lambda: (lambda r: r if b"standing by" in r.output else None)(health(down)), 30,
+                               "the health check to say the worker stands by", interval=0.5)
+        assert standing_by.exit_code == 0
+        assert b"standing by: server standin-a:11111 unavailable" in standing_by.output
         started = time.monotonic()
         shared = [send(water(1.0 + i / 100)) for i in range(6)]
         assert {r.get(timeout=60)["provenance"]["server"] for r in shared} == {other.server}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from . import settings as _settings
+from .alive import AliveStep
 from .hold import HeldQueuesStep
 from .routing import route
 from .standby import StandbyStep
@@ -48,3 +49,4 @@ if backend_tls:
 app.steps["consumer"].add(HeldQueuesStep)
 app.steps["consumer"].add(StandbyStep)
 app.steps["consumer"].add(StatusFileStep)
+app.steps["consumer"].add(AliveStep)

@@ -1,8 +1,10 @@
-"""Container health check: the worker answers through the broker.
+"""Ask the worker through the broker whether it answers (`terafleet-healthcheck --through-broker`).
 
-The paired server's health is the server's own health check (a STATUS round-trip): a worker whose
-server is down is healthy while it stands by (standby.py), and restarting it would not bring the server
-back.
+The container's health check itself reads the liveness file the worker keeps (alive.py, the shell script
+`terafleet-healthcheck`): this module starts Celery's client and asks the worker by name, for a person
+checking a worker by hand. The paired server's health is the server's own health check (a STATUS
+round-trip): a worker whose server is down is healthy while it stands by (standby.py), and restarting it
+would not bring the server back.
 """
 
 from __future__ import annotations

@@ -86,6 +86,10 @@ class Settings:
     # How long the entry point waits for the server before starting Celery anyway.
     server_wait: float = field(default_factory=lambda: _float("TERAFLEET_SERVER_WAIT", 300.0))
     status_timeout: float = field(default_factory=lambda: _float("TERAFLEET_STATUS_TIMEOUT", 5.0))
+    # How often the worker proves it reaches the broker for its health check (alive.py), and how old that
+    # proof may be before the check (terafleet-healthcheck, which reads TERAFLEET_ALIVE_MAX_AGE) fails.
+    alive_interval: float = field(default_factory=lambda: _float("TERAFLEET_ALIVE_INTERVAL", 10.0))
+    alive_max_age: float = field(default_factory=lambda: _float("TERAFLEET_ALIVE_MAX_AGE", 60.0))
 
     @property
     def worker_name(self) -> str:
@@ -127,11 +131,15 @@ def load() -> Settings:
                         ("TERAFLEET_MAX_SERVER_CRASHES", settings.max_server_crashes),
                         ("TERAFLEET_MAX_ATOMS", settings.limits.max_atoms),
                         ("TERAFLEET_MAX_INPUT_BYTES", settings.limits.max_bytes),
-                        ("TERAFLEET_STANDBY_INTERVAL", settings.standby_interval)):
+                        ("TERAFLEET_STANDBY_INTERVAL", settings.standby_interval),
+                        ("TERAFLEET_ALIVE_INTERVAL", settings.alive_interval)):
         if not value > 0:
             raise SystemExit(f"{name} must be above 0, got {value}")
     if not settings.queues:
         raise SystemExit("TERAFLEET_QUEUES names no queue")
+    if not settings.alive_max_age > 2 * settings.alive_interval:
+        raise SystemExit(f"TERAFLEET_ALIVE_MAX_AGE ({settings.alive_max_age:g}) must be more than twice "
+                         f"TERAFLEET_ALIVE_INTERVAL ({settings.alive_interval:g}), or a healthy worker fails its check")
     unknown = sorted(set(settings.programs) - set(PROGRAMS))
     if unknown or not settings.programs:
         raise SystemExit(f"TERAFLEET_PROGRAMS must name programs among {', '.join(sorted(PROGRAMS))}, got "
