@@ -11,7 +11,8 @@
              seconds per added host.
   others     bench/worker_overhead.py and bench/operations.py.
   hessian    bench/hessian.py: the farm Hessian of water on 4 servers against 1 (speed-up; target >= 3).
-Usage: bench/deployment.py [--only converge,gpu_sets,gpu_floor,hosts,others,hessian]
+  scale      bench/scale.py: 4 nodes of 16 GPU sets, converge, rolling update, a burst, the idle cost.
+Usage: bench/deployment.py [--only converge,gpu_sets,gpu_floor,hosts,others,hessian,scale]
        (needs Docker, the images, the venv)
 """
 
@@ -341,6 +342,12 @@ def bench_hessian() -> None:
         f"{one[1]} s / {four[1]} s = speed-up {speedup[1]}", "target >= 3")
 
 
+def bench_scale() -> None:
+    """bench/scale.py writes its own rows into the same store; this run reads them back when it saves."""
+    save()
+    run([str(BIN / "python"), str(REPO / "bench" / "scale.py")], log=LOGS / "scale.log", cwd=REPO)
+
+
 def save() -> None:
     """Store the figures so far in bench/results.json and rewrite bench/results.md. Figures from earlier
     runs with --only stay in the table, each with the time it was measured."""
@@ -365,10 +372,10 @@ def save() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="converge,gpu_sets,gpu_floor,hosts,others,hessian")
+    parser.add_argument("--only", default="converge,gpu_sets,gpu_floor,hosts,others,hessian,scale")
     args = parser.parse_args()
     benches = {"converge": bench_converge, "gpu_sets": bench_gpu_sets, "gpu_floor": bench_gpu_floor,
-               "hosts": bench_hosts, "others": bench_others, "hessian": bench_hessian}
+               "hosts": bench_hosts, "others": bench_others, "hessian": bench_hessian, "scale": bench_scale}
     for name in args.only.split(","):
         benches[name]()
         save()  # a later part that fails keeps what this one measured

@@ -68,6 +68,13 @@ def test_xtb_through_the_farm_is_tblite_itself(cluster):
     assert output.data.energy == pytest.approx(float(result.get("energy")), abs=1e-8)
     assert np.allclose(output.data.gradient, result.get("gradient"), atol=1e-8)
     assert farm(output)["worker"] == CPU_WORKER_NAME and output.provenance.program_version == "0.8.0"
+    # The xtb program's own reference value, at the geometry of its documentation.
+    from terafleet_worker.reference import XTB_WATER_BOHR, XTB_WATER_GFN2_ENERGY
+
+    published = client.compute("xtb", ProgramInput(
+        structure={"symbols": list(WATER_SYMBOLS), "geometry": [list(row) for row in XTB_WATER_BOHR]},
+        calctype="energy", model={"method": "gfn2-xtb"}), timeout=120)
+    assert published.data.energy == pytest.approx(XTB_WATER_GFN2_ENERGY, abs=1e-6)
 
 
 def test_farm_hessian_over_two_servers_gives_pyscfs_analytic_frequencies(cluster):

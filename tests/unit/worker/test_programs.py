@@ -72,6 +72,11 @@ def test_xtb_is_tblite_itself():
     result = direct.singlepoint()
     assert data["energy"] == pytest.approx(float(result.get("energy")), abs=1e-8)
     assert np.allclose(data["gradient"], result.get("gradient"), atol=1e-8)
+    from terafleet_worker.reference import XTB_WATER_BOHR, XTB_WATER_GFN2_ENERGY
+
+    published, _ = programs.run_local("xtb", client.changed(water(model={"method": "gfn2-xtb"}),
+                                                            geometry=XTB_WATER_BOHR))
+    assert published["energy"] == pytest.approx(XTB_WATER_GFN2_ENERGY, abs=1e-6)
     gfn1, _ = programs.run_local("xtb", water(model={"method": "gfn1-xtb"}))
     assert gfn1["energy"] != pytest.approx(data["energy"], abs=1e-3)
 
