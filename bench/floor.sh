@@ -99,7 +99,7 @@ printf '%s\n' "$FLOOR_TLS_CA" >/etc/terafleet/worker/ca.crt
 chmod 0400 /etc/terafleet/worker/broker_url /etc/terafleet/worker/result_backend
 chmod 0444 /etc/terafleet/worker/ca.crt
 docker network create terafleet >/dev/null
-health='exec 3<>/dev/tcp/127.0.0.1/11111 && printf "\0\0\0\0\0\0\0\0" >&3 && [ "$(timeout 8 head -c 4 <&3 | od -An -tx1 | tr -d " \n")" = 00000000 ]'
+health='exec 3<>/dev/tcp/127.0.0.1/11111 && printf "\0\0\0\0\0\0\0\0" >&3 && for byte in 1 2 3 4; do IFS= read -r -t 4 -d "" answer <&3 && [ -z "$answer" ] || exit 1; done'
 ports=()
 for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do
   set_name=gpu$gpu

@@ -111,11 +111,13 @@ SETTINGS = ("image", "command", "gpu_mode", "scratch_path", "license_path", "lic
 # The port TeraChem's server listens on inside its container (terachem -s 11111).
 SERVER_PORT = 11111
 # A TCPB STATUS round-trip with bash alone (TeraChem's images have no Python): send an empty STATUS header,
-# expect a STATUS header back within the timeout. A TCP connect alone would pass a hung server.
+# expect a STATUS header back within the timeout. A TCP connect alone would pass a hung server. Builtins
+# only, so each check (every 10 s on every server) starts one process: `read -d ''` stops at a NUL byte,
+# so four empty reads are the four zero bytes of the message type STATUS, and `-t` bounds the wait.
 HEALTHCHECK = [
     "CMD", "bash", "-c",
     f"exec 3<>/dev/tcp/127.0.0.1/{SERVER_PORT} && printf '\\0\\0\\0\\0\\0\\0\\0\\0' >&3"
-    " && [ \"$(timeout 8 head -c 4 <&3 | od -An -tx1 | tr -d ' \\n')\" = 00000000 ]",
+    " && for byte in 1 2 3 4; do IFS= read -r -t 4 -d '' answer <&3 && [ -z \"$answer\" ] || exit 1; done",
 ]
 
 

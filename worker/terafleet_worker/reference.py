@@ -15,6 +15,7 @@ def water_flat(scale: float = 1.0) -> list[float]:
     """The water geometry as one flat list of coordinates (Bohr), each multiplied by scale."""
     return [x * scale for row in WATER_BOHR for x in row]
 
+
 # GFN2-xTB water at the geometry of xtb's own documentation and test suite (Bohr), and the total energy
 # the xtb program's unit test expects there (grimme-lab/xtb, test/unit/test_gfn2.f90): an independent
 # implementation of the method for checking tblite through the farm.

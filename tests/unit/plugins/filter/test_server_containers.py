@@ -1,5 +1,10 @@
 """server_containers: what a TeraChem server container looks like, and the settings it refuses."""
 
+import socket
+import subprocess
+import threading
+import time
+
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
@@ -7,7 +12,11 @@ from plan_inputs import GPUS, NFS, SCRATCH, TERACHEM, preflight_node, scratch, s
 
 from ansible_collections.terafleet.cluster.plugins.filter.gpu_sets import gpu_sets
 from ansible_collections.terafleet.cluster.plugins.filter.instance_plan import instance_plan
-from ansible_collections.terafleet.cluster.plugins.filter.server_containers import FilterModule, server_containers
+from ansible_collections.terafleet.cluster.plugins.filter.server_containers import (
+    HEALTHCHECK,
+    FilterModule,
+    server_containers,
+)
 
 
 def servers_of(node: dict, terachem: dict, host: str, backend: dict = SCRATCH) -> list[dict]:
@@ -15,15 +24,13 @@ def servers_of(node: dict, terachem: dict, host: str, backend: dict = SCRATCH) -
     return server_containers(node, scratch(node, backend), terachem, host)
 
 
-# The health check as the terachem role wrote it in YAML before the plan moved into Python: the same
-# string keeps the configuration hash, so upgrading recreates no server.
 HEALTHCHECK_YAML = r"""
 - CMD
 - bash
 - -c
 - >-
   exec 3<>/dev/tcp/127.0.0.1/11111 && printf '\0\0\0\0\0\0\0\0' >&3
-  && [ "$(timeout 8 head -c 4 <&3 | od -An -tx1 | tr -d ' \n')" = 00000000 ]
+  && for byte in 1 2 3 4; do IFS= read -r -t 4 -d '' answer <&3 && [ -z "$answer" ] || exit 1; done
 """
 
 
@@ -149,3 +156,44 @@ def test_a_renumbered_gpu_keeps_its_server():
     assert set(after) == before - {uuid(1)}
     assert after[uuid(2)]["device_requests"][0]["device_ids"] == [uuid(2)]
     assert after[uuid(2)]["labels"]["org.terafleet.gpus"] == "1"
+
+
+def serve_once(reply: bytes | None) -> int:
+    """A one-connection TCP server on loopback that reads the 8-byte STATUS header and answers `reply`
+    (None: never answers, as a hung TeraChem); returns its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def answer():
+        conn, _ = listener.accept()
+        with conn:
+            received = b""
+            while len(received) < 8:
+                received += conn.recv(8 - len(received))
+            assert received == bytes(8)
+            if reply is None:
+                time.sleep(6)
+            else:
+                conn.sendall(reply)
+        listener.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("reply, healthy", [
+    (bytes(8), True),  # STATUS, empty: an idle server
+    (bytes(4) + b"\x00\x00\x00\x02\x08\x01", True),  # STATUS with busy: true
+    (b"\x00\x00\x00\x03" + bytes(4), False),  # another message type
+    (b"", False),  # the connection closed at once
+    (None, False),  # a hung server: no answer within the check's wait
+])
+def test_the_health_check_is_a_status_round_trip_in_one_bash(reply, healthy):
+    port = serve_once(reply)
+    command = HEALTHCHECK[3].replace("/11111", f"/{port}")
+    started = time.monotonic()
+    result = subprocess.run(["bash", "-c", command], capture_output=True, timeout=20, check=False)
+    assert (result.returncode == 0) is healthy, result
+    assert time.monotonic() - started < 6
+    assert all(word not in command for word in ("timeout", "head", "od ", "tr ")), "builtins only"
