@@ -49,8 +49,8 @@ def commit() -> str:
     writes aside, so that repeated runs of one commit say so)."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                            ":!bench/results.json", ":!bench/results.md"], capture_output=True, text=True,
-                           cwd=REPO).stdout.strip()
+                            ":!bench/results.json", ":!bench/results.md", ":!bench/README.md"],
+                           capture_output=True, text=True, cwd=REPO).stdout.strip()
     return head.strip() + ("+changes" if dirty else "")
 
 

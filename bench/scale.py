@@ -175,7 +175,7 @@ def main() -> int:
             noop, noop_changed = playbook(hosts, "site.yml", "-e", f"@{secrets}", "-e", sets_var,
                                           label="scale-noop")
             row(f"scale: fresh converge, {shape}", f"{converge:.1f} s ({changed} changed)")
-            row("scale: no-op re-run", f"{noop:.1f} s = {100 * noop / converge:.0f} % of the converge, "
+            row("scale: no-op re-run", f"{noop:.1f} s = {100 * noop / converge:.1f} % of the converge, "
                 f"changed={noop_changed}", "target <= 15 %, changed=0")
             save()
             if "rolling" in parts:
