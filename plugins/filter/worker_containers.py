@@ -95,11 +95,11 @@ _value:
                org.terafleet.server: terachem-gpu0}
 """
 
-import re
 from urllib.parse import quote, urlsplit
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import memory_bytes
 from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import (
     NODE_LABEL,
     ROLE_LABEL,
@@ -118,7 +118,6 @@ SETTINGS = ("image", "queues", "concurrency", "stop_timeout", "result_expires", 
 # The programs a worker runs in its own processes (the worker package's programs.py).
 CPU_PROGRAMS = ("pyscf", "xtb")
 PROGRAM_WORKER = "worker-cpu"
-MEMORY = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
 BROKER = ("host", "tls", "rabbitmq_user", "rabbitmq_password", "rabbitmq_port", "rabbitmq_vhost", "redis_user",
           "redis_password", "redis_port", "redis_database")
 SERVER_PORT = "11111"
@@ -236,7 +235,7 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
                        "org.terafleet.server": f"{entry['server_host']}:{entry['server_port']}"},
         })
     if program_settings is not None:
-        programs, program_queues, cores, threads, memory_bytes = program_settings
+        programs, program_queues, cores, threads, memory_per_task = program_settings
         workers.append({
             "name": PROGRAM_WORKER,
             "hostname": PROGRAM_WORKER,
@@ -250,7 +249,7 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
             "secrets": dict(secrets),
             "mounts": [dict(secrets_mount)],
             "stop_timeout": stop_timeout,
-            "memory": str(memory_bytes * (cores // threads)),
+            "memory": str(memory_per_task * (cores // threads)),
             "cpus": float(cores),
             "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.programs": ",".join(programs)},
         })
@@ -285,11 +284,10 @@ def cpu_programs(s: Settings, node: dict) -> tuple | None:
         raise s.fail("cpu_program_threads", f"is {threads}, more than the {cores} cores the CPU programs get "
                      "(celery_worker_cpu_program_cores)")
     memory = s.str("cpu_program_memory")
-    match = MEMORY.match(memory.strip())
-    if not match:
+    size = memory_bytes(memory)
+    if size is None:
         raise s.fail("cpu_program_memory", f"must be a size such as 512m or 4g, got {memory!r}")
-    memory_bytes = int(match[1]) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match[2].lower()]
-    return programs, queues, cores, threads, memory_bytes
+    return programs, queues, cores, threads, size
 
 
 class FilterModule:

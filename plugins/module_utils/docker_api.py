@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import urllib.parse
 
@@ -169,3 +170,11 @@ class DockerAPI:
 
     def create_volume(self, body: dict) -> dict:
         return self.call("POST", "/volumes/create", body=body)
+
+
+def memory_bytes(value: object) -> int | None:
+    """Docker's memory notation (512m, 8g, bytes) in bytes; None for what is not a size above 0."""
+    match = re.fullmatch(r"\s*(\d+)\s*([bkmg]?)\s*", str(value).lower())
+    if not match or int(match.group(1)) == 0:
+        return None
+    return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2) or "b")

@@ -382,6 +382,7 @@ from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api impor
     DockerAPIError,
     string_map,
 )
+from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import memory_bytes as docker_memory_bytes
 from ansible_collections.terafleet.cluster.plugins.module_utils.node_paths import FilesError, ensure_file
 
 HASH_LABEL = "org.terafleet.config-hash"
@@ -475,10 +476,10 @@ def lines(value: object, prefix: str = "") -> list[str]:
 
 def memory_bytes(value: str, name: str) -> int:
     """Docker's memory notation (512m, 8g, bytes) in bytes."""
-    match = re.fullmatch(r"\s*(\d+)\s*([bkmg]?)\s*", value.lower())
-    if not match or int(match.group(1)) == 0:
+    size = docker_memory_bytes(value)
+    if size is None:
         raise SpecError(f"{name}: memory {value!r} is not a size such as 512m or 8g")
-    return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2) or "b")
+    return size
 
 
 def create_body(spec: dict) -> dict:

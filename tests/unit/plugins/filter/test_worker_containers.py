@@ -223,6 +223,8 @@ def test_no_cores_means_no_cpu_program_worker():
     ({"cpu_programs": []}, "celery_worker_cpu_programs is empty"),
     ({"cpu_program_queues": []}, "celery_worker_cpu_program_queues is empty"),
     ({"cpu_program_memory": "lots"}, "celery_worker_cpu_program_memory must be a size such as 512m or 4g"),
+    # Docker refuses a limit of 0 when the container is created; preflight refuses it first.
+    ({"cpu_program_memory": "0"}, "celery_worker_cpu_program_memory must be a size such as 512m or 4g"),
     ({"cpu_program_cores": None}, "celery_worker_cpu_program_cores is not set"),
 ])
 def test_bad_cpu_program_settings_are_refused_by_name(changes, message):
