@@ -7,7 +7,7 @@ import os
 import docker
 import pytest
 
-from minicluster import CPU_WORKER, PAIRS, mini_cluster
+from minicluster import CPU_WORKER, PAIRS, mini_cluster, wait_for
 
 IMAGES = ("terafleet/broker:latest", "terafleet/backend:latest", "terafleet/standin:latest", "terafleet/worker:latest")
 
@@ -34,3 +34,19 @@ def cluster(docker_client, tmp_path_factory):
     with mini_cluster(docker_client, tmp_path_factory.mktemp("broker"), PAIRS, tls=tls,
                       cpu_worker=CPU_WORKER) as running:
         yield running
+
+
+@pytest.fixture()
+def pairs(cluster):
+    """The cluster's stand-in/worker pairs; after the test, their fault switches cleared and every worker
+    running and answering again."""
+    pairs = cluster["pairs"]
+    yield pairs
+    for pair in pairs.values():
+        pair.control()
+        pair.worker.reload()
+        if pair.worker.status != "running":
+            pair.worker.start()
+    names = [p.worker_name for p in pairs.values()]
+    wait_for(lambda: len(cluster["app"].control.ping(destination=names, timeout=1.0)) == len(names), 60,
+             "the workers after the test", interval=1.0)

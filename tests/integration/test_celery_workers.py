@@ -45,20 +45,6 @@ def send(cluster):
     return submit
 
 
-@pytest.fixture()
-def pairs(cluster):
-    pairs = cluster["pairs"]
-    yield pairs
-    for pair in pairs.values():
-        pair.control()
-        pair.worker.reload()
-        if pair.worker.status != "running":
-            pair.worker.start()
-    names = [p.worker_name for p in pairs.values()]
-    wait_for(lambda: len(cluster["app"].control.ping(destination=names, timeout=1.0)) == len(names), 60,
-             "the workers after the test", interval=1.0)
-
-
 def test_fifty_calculations_over_two_workers_all_correct(send, pairs):
     rng = random.Random(7)
     docs = [water(scale=rng.uniform(0.9, 1.2)) for _ in range(50)]

@@ -29,14 +29,6 @@ def farm(output: ProgramOutput) -> dict:
     return output.provenance.extras["terafleet"]
 
 
-@pytest.fixture()
-def pairs(cluster):
-    pairs = cluster["pairs"]
-    yield pairs
-    for pair in pairs.values():
-        pair.control()
-
-
 def test_pyscf_on_the_cpu_worker_gives_the_published_energy(cluster):
     output = client.compute("pyscf", water(), timeout=120)
     assert output.success, output.extras

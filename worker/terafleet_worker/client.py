@@ -85,9 +85,13 @@ def assemble(gradients: list, displacement: float):
 
 def submit(program: str, program_input: Any, *, queue: str | None = None):
     """Send one calculation; return its Celery AsyncResult (its .get() is the ProgramOutput's JSON object)."""
+    return _send(program, check(program, program_input), queue)
+
+
+def _send(program: str, parsed, queue: str | None):
+    """Send a ProgramInput check() already passed."""
     from .tasks import compute as task
 
-    parsed = check(program, program_input)
     return task.apply_async(args=[program, qc.input_dict(parsed)], **({"queue": queue} if queue else {}))
 
 
@@ -105,7 +109,7 @@ def collect(result, program: str, program_input, timeout: float = DEFAULT_TIMEOU
 def compute(program: str, program_input: Any, *, queue: str | None = None, timeout: float = DEFAULT_TIMEOUT):
     """Run one calculation through the farm and return its ProgramOutput."""
     parsed = check(program, program_input)
-    return collect(submit(program, parsed, queue=queue), program, parsed, timeout)
+    return collect(_send(program, parsed, queue), program, parsed, timeout)
 
 
 def _failed(program: str, program_input, error: str, details: str | None, extra: dict | None = None):

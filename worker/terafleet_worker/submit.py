@@ -58,7 +58,7 @@ def build_program_inputs(args: argparse.Namespace) -> list:
         if not isinstance(loaded, dict):
             raise chemistry.InputError(f"{path}: expected a ProgramInput or a calculation document (a JSON object)")
         if "model" in loaded:
-            parsed = client.changed(qc.parse_input(loaded, chemistry.Limits()))
+            parsed = qc.parse_input(loaded, chemistry.Limits())
         else:
             parsed = qc.from_document(chemistry.validate(loaded))
         if args.calctype in ("energy", "gradient", "hessian"):
