@@ -3,7 +3,8 @@
 # with apt and docker run, no Ansible. Same packages (docker.io, the NVIDIA toolkit from the apt
 # repository, prometheus-node-exporter), same daemon.json, same images from the same registry, same
 # containers with the same mounts, environment, GPUs, ports and health checks; it ends when every
-# TeraChem server is healthy.
+# TeraChem server passes its health check and every worker its own, each run now (Docker runs them
+# every two minutes): the servers answer and the workers have reached the broker.
 # Runs inside a node: docker exec -i -e FLOOR_... NODE bash -s head|gpu < bench/floor.sh
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -110,7 +111,7 @@ for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do
     --gpus "device=$gpu" --init --restart unless-stopped --stop-timeout 30 -w /scratch -e STANDIN_BACKEND=pyscf \
     --mount type=volume,source=terafleet-scratch-$set_name,target=/scratch,volume-nocopy \
     --mount type=bind,source=/etc/terafleet/terachem/license.key,target=/opt/terachem/license.key,readonly \
-    --health-cmd "bash -c '$health'" --health-interval 10s --health-timeout 5s \
+    --health-cmd "bash -c '$health'" --health-interval 120s --health-timeout 5s \
     --health-retries 3 --health-start-period 60s --label org.terafleet.role=terachem \
     $registry/standin:latest terachem -s 11111 >/dev/null
   docker run -d --name worker-$set_name --hostname worker-$set_name --network terafleet --restart unless-stopped \
@@ -128,9 +129,16 @@ docker run -d --name terafleet-frontend --network terafleet --restart unless-sto
   --mount type=bind,source=/lstor/terafleet/scratch,target=/scratch --label org.terafleet.role=frontend \
   $registry/frontend:latest >/dev/null
 stamp 'containers started'
+waiting=()
+for gpu in $(seq 0 $((FLOOR_GPUS - 1))); do waiting+=(terachem-gpu$gpu worker-gpu$gpu); done
 for _ in $(seq 300); do
-  unhealthy=$(docker ps --filter label=org.terafleet.role=terachem --format '{{.Status}}' | grep -vc '(healthy)' || true)
-  [[ $unhealthy -eq 0 ]] && stamp healthy && exit 0
+  left=()
+  for name in "${waiting[@]}"; do
+    if [[ $name == terachem-* ]]; then check=(bash -c "$health"); else check=(terafleet-healthcheck); fi
+    docker exec "$name" "${check[@]}" >/dev/null 2>&1 || left+=("$name")
+  done
+  [[ ${#left[@]} -eq 0 ]] && stamp 'servers and workers answer' && exit 0
+  waiting=("${left[@]}")
   sleep 1
 done
 exit 1

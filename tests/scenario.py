@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,13 @@ def node(name: str):
 
 def inspect(host, container: str) -> dict:
     return json.loads(host.check_output(f"docker inspect {container}"))[0]
+
+
+def passes_check(host, container: str) -> bool:
+    """The container's own health check, run now (Docker runs it only every interval, minutes by default)."""
+    test = inspect(host, container)["Config"]["Healthcheck"]["Test"]
+    argv = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+    return host.run(f"docker exec {container} {shlex.join(argv)}").rc == 0
 
 
 def control(gpu_node: str, gpu_set: str, **switches) -> None:

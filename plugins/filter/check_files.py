@@ -30,7 +30,8 @@ options:
       - The node_checks role's variables without their C(node_checks_) prefix - C(enabled), C(bin_dir),
         C(state_dir), C(webhook_url), C(webhook_body), C(alertmanager_url), C(disk_interval_minutes),
         C(disk_max_percent), C(disk_min_free_gb), C(prune_age_hours), C(watchdog_interval_minutes),
-        C(watchdog_poll_seconds), C(watchdog_max_restarts), C(watchdog_window_seconds), C(metrics_enabled),
+        C(watchdog_poll_seconds), C(watchdog_probe_seconds), C(watchdog_hang_seconds), C(watchdog_max_restarts),
+        C(watchdog_window_seconds), C(metrics_enabled),
         C(metrics_dir), C(metrics_every_seconds).
       - C(scripts), a dict of each script's name (C(terafleet-disk-check), C(terafleet-watchdog),
         C(terafleet-node-metrics), C(terafleet_checks.py)) to its content.
@@ -69,7 +70,8 @@ from ansible_collections.terafleet.cluster.plugins.plugin_utils.plan import Sett
 
 SETTINGS = ("enabled", "bin_dir", "state_dir", "webhook_url", "webhook_body", "alertmanager_url",
             "disk_interval_minutes", "disk_max_percent", "disk_min_free_gb", "prune_age_hours",
-            "watchdog_interval_minutes", "watchdog_poll_seconds", "watchdog_max_restarts", "watchdog_window_seconds",
+            "watchdog_interval_minutes", "watchdog_poll_seconds", "watchdog_probe_seconds", "watchdog_hang_seconds",
+            "watchdog_max_restarts", "watchdog_window_seconds",
             "metrics_enabled", "metrics_dir", "metrics_every_seconds", "scripts")
 SCRIPTS = ("terafleet-disk-check", "terafleet-watchdog", "terafleet-node-metrics")
 MODULE = "terafleet_checks.py"
@@ -165,8 +167,11 @@ def check_files(node: dict, settings: dict, host: str) -> list[dict]:
         files.append({"path": METRICS_CRON, "state": "absent"})
 
     interval, poll = s.int("watchdog_interval_minutes", minimum=1), s.int("watchdog_poll_seconds", minimum=0)
-    # Each run watches until shortly before cron starts the next; the lock keeps two runs from overlapping.
-    watch = ["--watch", str(interval * 60 - 10), "--every", str(poll)] if poll > 0 else []
+    # Each run watches until shortly before cron starts the next (Docker's events, a pass every poll seconds,
+    # the servers' STATUS probes); the lock keeps two runs from overlapping.
+    probe, hang = s.int("watchdog_probe_seconds", minimum=0), s.int("watchdog_hang_seconds", minimum=0)
+    watch = ["--watch", str(interval * 60 - 10), "--every", str(poll), "--probe-every", str(probe),
+             "--hang-after", str(hang)] if poll > 0 else []
     watchdog = command([f"{bin_dir}/terafleet-watchdog", "--state-file", f"{state_dir}/watchdog.json",
                         "--max-restarts", str(s.int("watchdog_max_restarts", minimum=1)),
                         "--window", str(s.int("watchdog_window_seconds", minimum=1)), *alerts,

@@ -63,7 +63,7 @@ EXAMPLES = r"""
       publish_address: 10.1.0.21
       allowed_sources: [10.1.0.0/16]
       stop_timeout: 30
-      healthcheck_interval: 10s
+      healthcheck_interval: 120s
       healthcheck_timeout: 5s
       healthcheck_retries: 3
       healthcheck_start_period: 60s
@@ -92,7 +92,7 @@ _value:
       published_ports: ["10.1.0.21:11111:11111"]
       stop_timeout: 30
       stop_first: [worker-gpu0]
-      healthcheck: {test: [CMD, bash, -c, "..."], interval: 10s, timeout: 5s, retries: 3, start_period: 60s}
+      healthcheck: {test: [CMD, bash, -c, "..."], interval: 120s, timeout: 5s, retries: 3, start_period: 60s}
       labels: {org.terafleet.role: terachem, org.terafleet.node: gpu01, org.terafleet.gpu_set: gpu0,
                org.terafleet.gpus: "0", org.terafleet.gpu_uuids: "GPU-5a6e0d2c-..."}
 """
@@ -112,7 +112,7 @@ SETTINGS = ("image", "command", "gpu_mode", "scratch_path", "license_path", "lic
 SERVER_PORT = 11111
 # A TCPB STATUS round-trip with bash alone (TeraChem's images have no Python): send an empty STATUS header,
 # expect a STATUS header back within the timeout. A TCP connect alone would pass a hung server. Builtins
-# only, so each check (every 10 s on every server) starts one process: `read -d ''` stops at a NUL byte,
+# only, so each check starts one process: `read -d ''` stops at a NUL byte,
 # so four empty reads are the four zero bytes of the message type STATUS, and `-t` bounds the wait.
 HEALTHCHECK = [
     "CMD", "bash", "-c",

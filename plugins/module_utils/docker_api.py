@@ -10,6 +10,7 @@ import http.client
 import json
 import re
 import socket
+import time
 import urllib.parse
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -141,6 +142,24 @@ class DockerAPI:
     def restart(self, name: str, timeout: int) -> None:
         self.call("POST", f"/containers/{urllib.parse.quote(name)}/restart", params={"t": timeout},
                   timeout=self.timeout + timeout)
+
+    def run_check(self, name: str, test: list[str], timeout: float) -> bool:
+        """Run a container's health check command now, as Docker would (docker exec, detached); True when it
+        exits 0 within `timeout` seconds."""
+        if not test or test[0] == "NONE":
+            return True
+        argv = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:] if test[0] == "CMD" else test
+        exec_id = self.call("POST", f"/containers/{urllib.parse.quote(name)}/exec",
+                            body={"Cmd": argv, "AttachStdout": False, "AttachStderr": False})["Id"]
+        self.call("POST", f"/exec/{exec_id}/start", body={"Detach": True})
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self.call("GET", f"/exec/{exec_id}/json") or {}
+            if not answer.get("Running"):
+                return answer.get("ExitCode") == 0
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
     def remove_container(self, name: str) -> None:
         self.call("DELETE", f"/containers/{urllib.parse.quote(name)}", params={"force": "true"})

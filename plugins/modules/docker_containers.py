@@ -765,11 +765,18 @@ def diff(step: dict) -> dict | None:
 
 
 def wait_healthy(api: DockerAPI, name: str, timeout: int) -> None:
+    """Wait until the container passes its health check, running the check itself each second rather than
+    waiting for Docker's next interval (which may be minutes)."""
     deadline = time.monotonic() + timeout
     while True:
-        state = (api.container(name) or {}).get("State") or {}
+        container = api.container(name) or {}
+        state = container.get("State") or {}
         health = (state.get("Health") or {}).get("Status")
         if health == "healthy" or (health is None and state.get("Running")):
+            return
+        check = (container.get("Config") or {}).get("Healthcheck") or {}
+        if state.get("Running") and not state.get("Restarting") and api.run_check(
+                name, check.get("Test") or [], max(1.0, min((check.get("Timeout") or 30 * 10**9) / 1e9, 30.0))):
             return
         if not state.get("Running") and not state.get("Restarting"):
             raise DockerAPIError(f"{name} exited (code {state.get('ExitCode')}) before it turned healthy; "

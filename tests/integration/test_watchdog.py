@@ -90,6 +90,50 @@ def test_watching_restarts_a_container_that_exits_while_it_watches(containers, t
     assert container.status == "running"
 
 
+def test_docker_events_start_a_pass_without_polling(containers, tmp_path, capsys):
+    container = containers("event", ["sh", "-c", "sleep 3; exit 3"])
+    started = time.monotonic()
+    watchdog_module.main(["--state-file", str(tmp_path / "state.json"),
+                          "--selector", f"org.terafleet.test=watchdog-{RUN}",
+                          "--watch", "8", "--every", "0", "--probe-every", "0", "--json"])
+    assert time.monotonic() - started >= 7.5
+    passes = [json.loads(line)[container.name] for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    # The first pass at once; then only each exit, and the start its restart makes, start one: no polling.
+    restarts = passes.count("restarted (exited)")
+    assert passes[0] == "ok" and restarts >= 1 and len(passes) <= 1 + 2 * restarts, passes
+    container.reload()
+    assert container.status == "running"
+
+
+def test_a_hung_server_is_found_by_the_probes_and_restarted_and_an_answering_one_is_not(docker_client, tmp_path,
+                                                                                        capsys):
+    # Docker's own check would not run for an hour: only the watchdog's STATUS probes can find the hang.
+    servers = {}
+    for name, hang in (("hung", "1"), ("fine", "0")):
+        servers[name] = docker_client.containers.run(
+            "terafleet/standin:latest", name=f"wd-{RUN}-{name}", detach=True, environment={"STANDIN_HANG": hang},
+            labels={"org.terafleet.role": "terachem", "org.terafleet.test": f"watchdog-{RUN}"},
+            healthcheck={"test": ["CMD", "true"], "interval": 3600 * 10**9, "timeout": 10**9, "retries": 1,
+                         "start_period": 5 * 10**9})
+    try:
+        for server in servers.values():
+            server.reload()
+        started = {name: server.attrs["State"]["StartedAt"] for name, server in servers.items()}
+        watchdog_module.main(["--state-file", str(tmp_path / "state.json"),
+                              "--selector", f"org.terafleet.test=watchdog-{RUN}", "--json", "--watch", "20",
+                              "--every", "0", "--probe-every", "1", "--hang-after", "3"])
+        passes = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        assert "restarted (not answering)" in [p[servers["hung"].name] for p in passes], passes
+        assert {p[servers["fine"].name] for p in passes} == {"ok"}, passes
+        for server in servers.values():
+            server.reload()
+        assert servers["hung"].attrs["State"]["StartedAt"] != started["hung"]
+        assert servers["fine"].attrs["State"]["StartedAt"] == started["fine"]
+    finally:
+        for server in servers.values():
+            server.remove(force=True)
+
+
 def test_an_unhealthy_server_with_a_client_is_left_alone_until_the_client_leaves(docker_client, tmp_path):
     # A TCPB stand-in whose health check fails, as a TeraChem busy with one client's calculation looks.
     server = docker_client.containers.run(

@@ -22,7 +22,7 @@ from . import server, standby
 from .settings import load
 
 log = logging.getLogger("terafleet-worker")
-HEARTBEAT_SECONDS = 10
+HEARTBEAT_SECONDS = 30
 
 
 def wait_for_server(host: str, port: int, deadline: float, timeout: float) -> bool:
@@ -42,8 +42,8 @@ def celery_argv(settings, extra: list[str]) -> list[str]:
     return ["celery", "--app", "terafleet_worker.app", "worker", "--hostname", settings.worker_name,
             "--queues", ",".join(settings.queues), "--concurrency", str(settings.concurrency),
             "--prefetch-multiplier", "1", "--optimization", "fair", "--without-gossip", "--without-mingle",
-            # Heartbeat events (Flower's "online") every 10 s instead of 2: at 16 workers a node, each one is
-            # a message through the broker and CPU at rest.
+            # Heartbeat events (Flower's "online", which lasts two intervals) every 30 s instead of 2: at 16
+            # workers a node, each one is a message through the broker and CPU at rest.
             "--heartbeat-interval", str(HEARTBEAT_SECONDS),
             "--loglevel", os.environ.get("TERAFLEET_LOG_LEVEL", "INFO"), *extra]
 

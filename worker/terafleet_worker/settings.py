@@ -88,7 +88,7 @@ class Settings:
     status_timeout: float = field(default_factory=lambda: _float("TERAFLEET_STATUS_TIMEOUT", 5.0))
     # How often the worker proves it reaches the broker for its health check (alive.py), and how old that
     # proof may be before the check (terafleet-healthcheck, which reads TERAFLEET_ALIVE_MAX_AGE) fails.
-    alive_interval: float = field(default_factory=lambda: _float("TERAFLEET_ALIVE_INTERVAL", 10.0))
+    alive_interval: float = field(default_factory=lambda: _float("TERAFLEET_ALIVE_INTERVAL", 20.0))
     alive_max_age: float = field(default_factory=lambda: _float("TERAFLEET_ALIVE_MAX_AGE", 60.0))
 
     @property

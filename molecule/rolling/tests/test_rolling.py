@@ -17,7 +17,7 @@ from terachem_standin.backends import BOHR_PER_ANGSTROM
 import scenario
 from conftest import GPU_NODES, SETS, SHARED, ConsumerMonitor, Producer, ServingMonitor, in_background, own_queue
 from polling import wait_for
-from scenario import control, expected_energy, inspect, node, playbook, start_playbook, water
+from scenario import control, expected_energy, inspect, node, passes_check, playbook, start_playbook, water
 
 testinfra_hosts = ["ansible://tf-ro-head"]
 REGISTRY = "registry:5000/terafleet"
@@ -221,8 +221,7 @@ def test_a_release_that_fails_the_gate_takes_no_shared_work_and_reports_its_own_
         control(gpu_node, SETS[0])
         host = node(gpu_node)
         host.run(f"/usr/local/sbin/terafleet-watchdog --reset terachem-{SETS[0]}; docker start terachem-{SETS[0]}")
-    wait_for(lambda: inspect(node(gpu_node), f"terachem-{SETS[0]}")["State"]["Health"]["Status"] == "healthy",
-             180, "the server back")
+    wait_for(lambda: passes_check(node(gpu_node), f"terachem-{SETS[0]}"), 180, "the server back")
     wait_for(lambda: node(gpu_node).run(f"docker exec worker-{SETS[0]} terafleet-worker-control state").rc == 0,
              360, "its worker back")
     for gpu_set in SETS:

@@ -4,6 +4,8 @@ crash-loop bookkeeping, a failing Docker call, the maintenance pause. The real e
 import json
 import os
 import socket
+import threading
+import time
 
 import pytest
 
@@ -298,3 +300,130 @@ def test_marks_that_are_old_odd_or_not_files_take_nothing_off(dog, tmp_path):
     assert made.run()["terachem-gpu0"] == "stopped: crash loop"
     state = json.loads((tmp_path / "watchdog.json").read_text())["terachem-gpu0"]
     assert list(state["forgiven"]) == ["greedy"] and len(state["restarts"]) == 3  # 6 less at most 3
+
+
+def tcpb_listener(answer: bytes | None):
+    """A loopback TCPB listener in a thread: it answers each request's 8-byte header with `answer`, or
+    accepts and never answers (None), as a hung TeraChem does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            held.append(connection)
+            if answer is not None:
+                connection.recv(8)
+                connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, held
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (b"\0\0\0\0\0\0\0\x02\x08\x00", True),   # STATUS, a 2-byte body
+    (b"\0\0\0\x01\0\0\0\0", False),          # another message type
+    (b"\0\0", False),                         # closed half-way
+    (None, False),                            # accepted, never answered
+])
+def test_a_status_probe_is_answered_only_by_a_status_message(answer, expected):
+    listener, held = tcpb_listener(answer)
+    with listener:
+        if answer == b"\0\0":
+            threading.Timer(0.2, lambda: [c.close() for c in held]).start()
+        started = time.monotonic()
+        assert watchdog.status_probe("127.0.0.1", listener.getsockname()[1], timeout=1.0) is expected
+        assert time.monotonic() - started < 2
+    for connection in held:
+        connection.close()
+
+
+def test_a_closed_port_is_not_answering_and_an_unreachable_address_is_unknown(monkeypatch):
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    assert watchdog.status_probe("127.0.0.1", port, timeout=1.0) is False
+
+    def unreachable(*args, **kwargs):
+        raise OSError(113, "No route to host")
+
+    monkeypatch.setattr(watchdog.socket, "create_connection", unreachable)
+    assert watchdog.status_probe("10.9.9.9", timeout=1.0) is None
+
+
+def probed_server(name, pid, address, started="1970-01-01T00:10:00.123456789Z", start_period=60):
+    made = container(name, pid=pid)
+    made["State"]["StartedAt"] = started
+    made["NetworkSettings"] = {"Networks": {"terafleet": {"IPAddress": address}}}
+    made["Config"]["Healthcheck"] = {"StartPeriod": start_period * 10**9, "Timeout": 5 * 10**9}
+    return made
+
+
+def test_a_server_silent_for_hang_after_is_restarted_unless_busy_starting_or_answering(tmp_path, monkeypatch):
+    proc = tmp_path / "proc"
+    for pid in (41, 42, 43, 44):  # each server's listening socket; 44 has a client (a worker's calculation)
+        (proc / str(pid) / "net").mkdir(parents=True)
+        (proc / str(pid) / "net" / "tcp").write_text(
+            HEADER + row("00000000:2B67", "00000000:0000", "0A")
+            + (row("0200110A:2B67", "0300110A:C350", "01") if pid == 44 else ""))
+    servers = [probed_server("terachem-gpu0", 41, "10.0.0.1"),     # hung
+               probed_server("terachem-gpu1", 42, "10.0.0.2"),     # answers
+               probed_server("terachem-gpu2", 43, "10.0.0.3", started="1970-01-01T00:16:30Z"),  # starting
+               probed_server("terachem-gpu3", 44, "10.0.0.4")]     # busy: never probed
+    asked = []
+
+    def probe(address, port, timeout):
+        asked.append(address)
+        return address != "10.0.0.1"
+
+    monkeypatch.setattr(watchdog, "status_probe", probe)
+    fake = FakeDocker(servers)
+    monkeypatch.setattr(watchdog, "docker", fake)
+    monkeypatch.setattr(watchdog.checks, "send", lambda *args, **kwargs: None)
+
+    def dog_at(now):
+        return watchdog.Watchdog(tmp_path / "watchdog.json", 3, 600, None, now=now, proc=proc, hang_after=15)
+
+    first = dog_at(1000.0)
+    assert set(first.run().values()) == {"ok"}
+    assert dog_at(1000.0).probe(first.containers) == []  # one silence is not a hang
+    assert sorted(asked) == ["10.0.0.1", "10.0.0.2"]
+    assert dog_at(1010.0).probe(first.containers) == []
+    assert dog_at(1016.0).probe(first.containers) == ["terachem-gpu0"]
+    state = json.loads((tmp_path / "watchdog.json").read_text())
+    assert state["terachem-gpu0"]["not_answering_since"] == 1000.0
+    assert all("not_answering_since" not in state[f"terachem-gpu{i}"] for i in (1, 2, 3))
+    results = dog_at(1016.0).run()
+    assert results["terachem-gpu0"] == "restarted (not answering)"
+    assert {results[f"terachem-gpu{i}"] for i in (1, 2, 3)} == {"ok"}
+    assert [c for c in fake.calls if c[0] == "restart"] == [("restart", "--time", "30", "terachem-gpu0")]
+    assert "not_answering_since" not in json.loads((tmp_path / "watchdog.json").read_text())["terachem-gpu0"]
+
+
+def test_a_silent_server_that_took_a_client_since_is_left_alone_and_an_answer_clears_it(tmp_path, monkeypatch):
+    proc = tmp_path / "proc"
+    (proc / "41" / "net").mkdir(parents=True)
+    (proc / "41" / "net" / "tcp").write_text(HEADER + row("00000000:2B67", "00000000:0000", "0A"))
+    server = probed_server("terachem-gpu0", 41, "10.0.0.1")
+    answers = iter([False, False, True])
+    monkeypatch.setattr(watchdog, "status_probe", lambda *args: next(answers))
+    fake = FakeDocker([server])
+    monkeypatch.setattr(watchdog, "docker", fake)
+    monkeypatch.setattr(watchdog.checks, "send", lambda *args, **kwargs: None)
+
+    def dog_at(now, hang_after=15):
+        return watchdog.Watchdog(tmp_path / "watchdog.json", 3, 600, None, now=now, proc=proc, hang_after=hang_after)
+
+    listed = dog_at(1000.0)
+    listed.run()
+    dog_at(1000.0).probe(listed.containers)
+    assert dog_at(1020.0).probe(listed.containers) == ["terachem-gpu0"]
+    (proc / "41" / "net" / "tcp").write_text(HEADER + row("0200110A:2B67", "0300110A:C350", "01"))
+    assert dog_at(1020.0).run()["terachem-gpu0"] == "not answering but serving 1 client(s), a calculation; left alone"
+    assert dog_at(1020.0, hang_after=0).run()["terachem-gpu0"] == "ok"  # probes off: Docker's check decides
+    (proc / "41" / "net" / "tcp").write_text(HEADER)
+    assert dog_at(1030.0).probe(listed.containers) == []
+    assert dog_at(1030.0).run()["terachem-gpu0"] == "ok"
+    assert not [c for c in fake.calls if c[0] == "restart"]

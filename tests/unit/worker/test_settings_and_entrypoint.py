@@ -31,7 +31,7 @@ def test_environment_overrides(monkeypatch):
     assert argv[argv.index("--hostname") + 1] == "terachem@gpu01-gpu0-1"
     assert argv[argv.index("--queues") + 1] == "terachem,priority"
     assert argv[argv.index("--prefetch-multiplier") + 1] == "1"
-    assert argv[argv.index("--heartbeat-interval") + 1] == "10"
+    assert argv[argv.index("--heartbeat-interval") + 1] == "30"
     assert argv[-2:] == ["--max-tasks-per-child", "100"]
 
 

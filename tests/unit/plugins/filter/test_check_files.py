@@ -41,7 +41,8 @@ def test_a_gpu_node_gets_the_scripts_the_receivers_and_three_cron_entries():
         "* * * * * root flock --wait 60 /var/lib/terafleet/watchdog.lock /usr/local/sbin/terafleet-watchdog"
         " --state-file /var/lib/terafleet/watchdog.json --max-restarts 5 --window 3600"
         " --alerts /etc/terafleet/alerts.json"
-        " --metrics-file /var/lib/prometheus/node-exporter/terafleet_containers.prom --watch 50 --every 5"
+        " --metrics-file /var/lib/prometheus/node-exporter/terafleet_containers.prom"
+        " --watch 50 --every 60 --probe-every 15 --hang-after 15"
         " 2>&1 | logger -t terafleet-watchdog\n")
     # The GPUs' metrics carry the set each GPU serves.
     assert files["/etc/cron.d/terafleet-checks-metrics"]["content"] == (

@@ -304,6 +304,34 @@ def test_staggered_start_waits_for_each_to_turn_healthy_in_order(monkeypatch):
     assert [c[1] for c in engine.calls if c[0] == "start"] == names
 
 
+class CheckedEngine:
+    """A container whose Docker health stays `starting` (its interval is long): wait_healthy runs the check
+    itself; `answers` are the check's results in turn."""
+
+    def __init__(self, answers, running=True):
+        self.answers, self.running, self.checks = list(answers), running, []
+
+    def container(self, name):
+        return {"State": {"Running": self.running, "ExitCode": 0 if self.running else 1,
+                          "Health": {"Status": "starting"}},
+                "Config": {"Healthcheck": {"Test": ["CMD", "bash", "-c", "probe"], "Timeout": 5 * 10**9}}}
+
+    def run_check(self, name, test, timeout):
+        self.checks.append((name, test, timeout))
+        return self.answers.pop(0)
+
+
+def test_waiting_for_health_runs_the_check_itself_instead_of_waiting_for_dockers_interval(monkeypatch):
+    monkeypatch.setattr(docker_containers.time, "sleep", lambda seconds: None)
+    engine = CheckedEngine([False, False, True])
+    docker_containers.wait_healthy(engine, "terachem-gpu0", 120)
+    assert engine.checks == [("terachem-gpu0", ["CMD", "bash", "-c", "probe"], 5.0)] * 3
+    with pytest.raises(DockerAPIError, match="exited .code 1. before it turned healthy"):
+        docker_containers.wait_healthy(CheckedEngine([], running=False), "terachem-gpu0", 120)
+    with pytest.raises(DockerAPIError, match="not healthy after 0 s"):
+        docker_containers.wait_healthy(CheckedEngine([False] * 5), "terachem-gpu0", 0)
+
+
 class FussyEngine(Engine):
     """An engine that refuses to start one container, and knows one network and the default runtimes."""
 
