@@ -20,10 +20,10 @@ RUN = uuid.uuid4().hex[:6]
 def containers(docker_client):
     made = []
 
-    def make(name: str, command: list[str], **kwargs):
+    def make(name: str, command: list[str], role: str = "frontend", **kwargs):
         container = docker_client.containers.run(
             "terafleet/base:bookworm", command, name=f"wd-{RUN}-{name}", detach=True,
-            labels={"org.terafleet.role": "frontend", "org.terafleet.test": f"watchdog-{RUN}"}, **kwargs)
+            labels={"org.terafleet.role": role, "org.terafleet.test": f"watchdog-{RUN}"}, **kwargs)
         made.append(container)
         return container
 
@@ -157,6 +157,23 @@ def test_an_unhealthy_server_with_a_client_is_left_alone_until_the_client_leaves
         assert server.attrs["State"]["StartedAt"] != started
     finally:
         server.remove(force=True)
+
+
+def test_unhealthy_workers_are_restarted_only_while_another_worker_is_healthy(containers, tmp_path):
+    # A worker's check is whether it reached the broker: when none on the node did, the broker is away.
+    checks = {"test": ["CMD-SHELL", "test -e /tmp/healthy"], "interval": 500_000_000, "timeout": 500_000_000,
+              "retries": 1}
+    workers = [containers(f"worker{i}", ["sleep", "infinity"], role="worker", healthcheck=checks, init=True)
+               for i in range(2)]
+    for worker in workers:
+        wait_for(lambda w=worker: w.reload() or w.attrs["State"]["Health"]["Status"] == "unhealthy", 30,
+                 "the worker to turn unhealthy")
+    away = "unhealthy, as is every worker on the node: the broker is away; left alone"
+    assert run_watchdog(tmp_path) == {worker.name: away for worker in workers}
+    workers[1].exec_run(["touch", "/tmp/healthy"])
+    wait_for(lambda: workers[1].reload() or workers[1].attrs["State"]["Health"]["Status"] == "healthy", 30,
+             "the other worker to turn healthy")
+    assert run_watchdog(tmp_path) == {workers[0].name: "restarted (unhealthy)", workers[1].name: "ok"}
 
 
 def test_healthy_container_is_left_alone(containers, tmp_path):

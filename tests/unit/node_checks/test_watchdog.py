@@ -143,13 +143,33 @@ def test_an_unhealthy_worker_running_a_calculation_is_left_alone(dog, tmp_path):
     remote["Config"]["Env"] = ["TCPB_HOST=10.1.0.21", "TCPB_PORT=11112"]
     made, fake = dog([container("worker-gpu0", role="worker", health="unhealthy", pid=21),
                       container("worker-gpu1", role="worker", health="unhealthy", pid=22), remote,
-                      container("worker-gpu2", role="worker", health="unhealthy", pid=24)])
+                      container("worker-gpu2", role="worker", health="unhealthy", pid=24),
+                      container("worker-gpu3", role="worker")])
     assert made.run() == {
         "worker-gpu0": "unhealthy but running a calculation on its server; left alone",
         "worker-gpu1": "restarted (unhealthy)",
         "worker-remote": "unhealthy but running a calculation on its server; left alone",
-        "worker-gpu2": "unhealthy, but whether it runs a calculation cannot be read; left alone"}
+        "worker-gpu2": "unhealthy, but whether it runs a calculation cannot be read; left alone",
+        "worker-gpu3": "ok"}
     assert [c for c in fake.calls if c[0] == "restart"] == [("restart", "--time", "30", "worker-gpu1")]
+
+
+def test_idle_workers_all_unhealthy_mean_the_broker_is_away_and_none_is_restarted(dog, tmp_path):
+    for pid in (21, 22):  # each holds only its broker connection
+        (tmp_path / "proc" / str(pid) / "net").mkdir(parents=True)
+        (tmp_path / "proc" / str(pid) / "net" / "tcp").write_text(HEADER + row("0300110A:C351", "0100000A:1628", "01"))
+    workers = [container("worker-gpu0", role="worker", health="unhealthy", pid=21),
+               container("worker-gpu1", role="worker", health="unhealthy", pid=22)]
+    # An hour of broker outage: many passes, no restart, so no crash loop that would outlast it.
+    for minute in range(60):
+        made, fake = dog([*workers, container("terachem-gpu0")], now=1000.0 + 60 * minute)
+        assert made.run()["worker-gpu0"] == "unhealthy, as is every worker on the node: the broker is away; left alone"
+        assert not [c for c in fake.calls if c[0] in ("restart", "stop", "update")]
+    # One worker starting is no sign of the broker; one healthy is, and the other is restarted.
+    starting = container("worker-gpu1", role="worker", health="starting", pid=22)
+    assert dog([workers[0], starting], now=5000.0)[0].run()["worker-gpu0"].endswith("the broker is away; left alone")
+    assert dog([workers[0], container("worker-gpu1", role="worker", pid=22)], now=5001.0)[0].run() == {
+        "worker-gpu0": "restarted (unhealthy)", "worker-gpu1": "ok"}
 
 
 def test_one_failing_container_does_not_stop_the_pass_and_the_state_is_saved(dog, tmp_path):
