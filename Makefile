@@ -73,7 +73,7 @@ unit: venv
 
 ## integration: real RabbitMQ, Redis, Celery workers and TeraChem stand-ins in containers.
 integration: venv images
-	$(BIN)/pytest -v tests/integration
+	$(BIN)/pytest -v --durations=10 tests/integration
 
 ## bench: every benchmark figure in one table, also written to bench/results.md.
 bench: venv images
