@@ -349,10 +349,17 @@ def bench_scale() -> None:
     run([str(BIN / "python"), str(REPO / "bench" / "scale.py")], log=LOGS / "scale.log", cwd=REPO)
 
 
+# Row names (their beginnings) whose stored rows a figure of this run replaces though its name differs: a
+# figure whose definition, and so its name, changed.
+REPLACED: list[str] = []
+
+
 def save() -> None:
     """Store the figures so far in bench/results.json and rewrite bench/results.md. Figures from earlier
-    runs with --only stay in the table, each with the time it was measured."""
+    runs with --only stay in the table, each with the time it was measured, unless REPLACED."""
     store = json.loads(STORE.read_text()) if STORE.exists() else {}
+    current = {n for n, *_ in ROWS}
+    store = {n: f for n, f in store.items() if n in current or not n.startswith(tuple(REPLACED))}
     store.update({n: {"value": v, "target": t, "measured": m} for n, v, t, m in ROWS})
     stored = store.pop("converge runs", [])
     runs = stored + [run for run in RUNS if run not in stored]

@@ -126,11 +126,13 @@ def rss_bytes(ident: str) -> int:
     return 0
 
 
-DOCKER = "for p in $(pgrep -x 'dockerd|containerd|containerd-shim-runc-v2'); do cat /proc/$p/stat; done"
+DOCKER = "for p in $(pgrep -x 'dockerd|containerd|containerd-shim'); do cat /proc/$p/stat; done"
 
 
 def docker_cpu_seconds(node: str) -> float:
-    """dockerd, containerd and the shims in the node: their own CPU and their waited-for children's."""
+    """dockerd, containerd and the shims in the node (a process name is cut to 15 characters:
+    containerd-shim-runc-v2 shows as containerd-shim): their own CPU and their waited-for children's, the
+    runc runs a shim starts for each health check."""
     ticks = int(sh("docker", "exec", node, "getconf", "CLK_TCK"))
     total = 0
     for line in sh("docker", "exec", node, "sh", "-c", DOCKER).splitlines():
@@ -221,6 +223,7 @@ def main() -> int:
             if "idle" in parts:
                 time.sleep(30)  # the burst's tails (results written, events sent) settle first
                 figures = idle(gpu_nodes, args.idle_seconds)
+                deployment.REPLACED.append("scale: idle CPU per GPU set")
                 row(f"scale: idle CPU per GPU set over {figures['seconds']:.0f} s ({figures['sets']} sets): worker "
                     "+ stand-in containers + the rest of the node (Docker and the checks' processes, watchdog, "
                     "cron checks, systemd), the node's share per set",
