@@ -390,13 +390,13 @@ def test_a_server_silent_for_hang_after_is_restarted_unless_busy_starting_or_ans
             + (row("0200110A:2B67", "0300110A:C350", "01") if pid == 44 else ""))
     servers = [probed_server("terachem-gpu0", 41, "10.0.0.1"),     # hung
                probed_server("terachem-gpu1", 42, "10.0.0.2"),     # answers
-               probed_server("terachem-gpu2", 43, "10.0.0.3", started="1970-01-01T00:16:30Z"),  # starting
+               probed_server("terachem-gpu2", 43, "10.0.0.3", started="1970-01-01T00:16:30Z"),  # starting, silent
                probed_server("terachem-gpu3", 44, "10.0.0.4")]     # busy: never probed
     asked = []
 
     def probe(address, port, timeout):
         asked.append(address)
-        return address != "10.0.0.1"
+        return address not in ("10.0.0.1", "10.0.0.3")
 
     monkeypatch.setattr(watchdog, "status_probe", probe)
     fake = FakeDocker(servers)
@@ -409,7 +409,7 @@ def test_a_server_silent_for_hang_after_is_restarted_unless_busy_starting_or_ans
     first = dog_at(1000.0)
     assert set(first.run().values()) == {"ok"}
     assert dog_at(1000.0).probe(first.containers) == []  # one silence is not a hang
-    assert sorted(asked) == ["10.0.0.1", "10.0.0.2"]
+    assert sorted(asked) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]  # the busy one is not asked
     assert dog_at(1010.0).probe(first.containers) == []
     assert dog_at(1016.0).probe(first.containers) == ["terachem-gpu0"]
     state = json.loads((tmp_path / "watchdog.json").read_text())
@@ -447,3 +447,26 @@ def test_a_silent_server_that_took_a_client_since_is_left_alone_and_an_answer_cl
     assert dog_at(1030.0).probe(listed.containers) == []
     assert dog_at(1030.0).run()["terachem-gpu0"] == "ok"
     assert not [c for c in fake.calls if c[0] == "restart"]
+
+
+def test_the_start_period_ends_at_the_first_answer_as_dockers_does(tmp_path, monkeypatch):
+    proc = tmp_path / "proc"
+    (proc / "41" / "net").mkdir(parents=True)
+    (proc / "41" / "net" / "tcp").write_text(HEADER + row("00000000:2B67", "00000000:0000", "0A"))
+    # Started at 995 with a 60 s start period: silent at first (still starting), then it answers once.
+    server = probed_server("terachem-gpu0", 41, "10.0.0.1", started="1970-01-01T00:16:35Z")
+    answers = iter([False, True, False, False])
+    monkeypatch.setattr(watchdog, "status_probe", lambda *args: next(answers))
+    monkeypatch.setattr(watchdog, "docker", FakeDocker([server]))
+    monkeypatch.setattr(watchdog.checks, "send", lambda *args, **kwargs: None)
+
+    def dog_at(now):
+        return watchdog.Watchdog(tmp_path / "watchdog.json", 3, 600, None, now=now, proc=proc, hang_after=15)
+
+    listed = dog_at(1000.0)
+    listed.run()
+    assert dog_at(1000.0).probe(listed.containers) == []   # silent while starting: not counted
+    assert "not_answering_since" not in json.loads((tmp_path / "watchdog.json").read_text())["terachem-gpu0"]
+    assert dog_at(1005.0).probe(listed.containers) == []   # its first answer ends the start period
+    assert dog_at(1010.0).probe(listed.containers) == []   # so this silence, within the period, counts
+    assert dog_at(1025.0).probe(listed.containers) == ["terachem-gpu0"]
