@@ -93,7 +93,8 @@ def ansible_env() -> dict:
 
     return dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                 ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), MOLECULE_PROJECT_DIRECTORY=str(REPO),
-                ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT="all",
+                ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.profile_tasks,terafleet.cluster.template_plugins",
+                PROFILE_TASKS_TASK_OUTPUT_LIMIT="all",
                 PATH=f"{BIN}:{os.environ['PATH']}")
 
 
