@@ -89,7 +89,7 @@ def nvidia_smi_hidden(host, hide):
 
 def site(inventory, extra_vars):
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD),
-               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_NOCOLOR="1")
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     return subprocess.run(["ansible-playbook", "-i", str(inventory), "--limit", NODE, "site.yml",
                            "-e", json.dumps(extra_vars)],
                           cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=300)
