@@ -26,9 +26,9 @@ requirements:
 from ansible.plugins.callback import CallbackBase
 from ansible.plugins.loader import filter_loader, test_loader
 
-# One name of this collection per plugin type: resolving it imports every module of that type in the
-# collection (ansible-core scans them all), which the forked processes then find imported.
-_COLLECTION_PLUGINS = ((filter_loader, "terafleet.cluster.gpu_sets"),)
+# Resolving one of this collection's filters imports every filter module of the collection (ansible-core
+# scans them all), which the forked processes then find imported.
+_COLLECTION_FILTER = "terafleet.cluster.gpu_sets"
 
 
 class CallbackModule(CallbackBase):
@@ -47,15 +47,10 @@ def load() -> int:
     """Load ansible-core's and this collection's Jinja plugins; return how many loaded. Never raises: a plugin
     that fails to load here fails, as before, in the task that uses it."""
     count = 0
-    for loader in (filter_loader, test_loader):
+    for plugins in (filter_loader.all, test_loader.all,
+                    lambda: [filter_loader.get_with_context(_COLLECTION_FILTER)]):
         try:
-            count += len(list(loader.all()))
+            count += len(list(plugins()))
         except Exception:  # noqa: BLE001 - a broken third-party plugin must not stop the run here
-            continue
-    for loader, name in _COLLECTION_PLUGINS:
-        try:
-            loader.get_with_context(name)
-            count += 1
-        except Exception:  # noqa: BLE001 - as above
             continue
     return count
