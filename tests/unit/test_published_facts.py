@@ -45,3 +45,17 @@ def test_no_role_reads_another_roles_registers():
         role = path.parts[-3]
         for register in re.findall(r"\b__([a-z]+(?:_[a-z]+)*)", path.read_text()):
             assert register.startswith(role + "_"), f"{path.relative_to(REPO_ROOT)} reads __{register}"
+
+
+def test_every_read_is_planned_in_the_preflight_play_and_read_where_the_node_play_starts():
+    reads = published("_reads")
+    assert set(reads) == {"docker_engine_reads", "nvidia_container_toolkit_reads", "node_checks_reads",
+                          "container_images_reads"}
+    preflight = (REPO_ROOT / "playbooks/preflight.yml").read_text()
+    node_layer = (REPO_ROOT / "roles/preflight/tasks/node_layer.yml").read_text()
+    node_play = (REPO_ROOT / "playbooks/node.yml").read_text()
+    assert "name: terafleet.cluster.preflight\n        tasks_from: node_layer" in node_play
+    assert node_play.index("tasks_from: node_layer") < node_play.index("name: terafleet.cluster.docker_engine")
+    for name, role in reads.items():
+        assert f"name: terafleet.cluster.{role}\n        tasks_from: plan" in preflight, role
+        assert f'"{{{{ {name} }}}}"' in node_layer, f"{role} publishes {name} but the node play does not read it"

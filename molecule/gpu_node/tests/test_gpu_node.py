@@ -1,9 +1,14 @@
 """A converged GPU node: Docker with the NVIDIA runtime merged in, GPUs by device request, scratch on $LSTOR."""
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from scenario import playbook  # noqa: E402
 
 testinfra_hosts = ["ansible://gpu_nodes"]
 
@@ -124,3 +129,30 @@ def test_scratch_volume_is_bound_to_its_directory(host, gpu_set):
         assert written.exists
     finally:
         host.run(f"rm -f {written.path}")
+
+
+def exporter(host) -> tuple[str, list[str]]:
+    """node-exporter's main PID and the addresses it listens on."""
+    pid = host.check_output("systemctl show -p MainPID --value prometheus-node-exporter.service")
+    listening = [line.split()[3] for line in host.check_output("ss -Hltnp").splitlines() if "prometheus-node" in line]
+    return pid, listening
+
+
+def test_node_exporter_restarts_for_its_own_options_only(host):
+    converge = ("molecule/gpu_node/converge.yml", "--limit", "tf-gpu-node", "--tags", "node_checks")
+    pid, listening = exporter(host)
+    assert [address.rsplit(":", 1)[1] for address in listening] == ["9100"], listening
+    try:
+        # The disk check's cron line changes; node-exporter's options do not.
+        other = playbook(*converge, "-e", "node_checks_disk_max_percent=91")
+        assert other.returncode == 0 and "changed=1" in other.stdout, other.stdout[-3000:]
+        assert exporter(host) == (pid, listening)
+        moved = playbook(*converge, "-e", "node_checks_exporter_port=9109")
+        assert moved.returncode == 0, moved.stdout[-3000:]
+        moved_pid, moved_listening = exporter(host)
+        assert moved_pid != pid
+        assert [address.rsplit(":", 1)[1] for address in moved_listening] == ["9109"], moved_listening
+    finally:
+        restored = playbook(*converge)
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert [address.rsplit(":", 1)[1] for address in exporter(host)[1]] == ["9100"]
