@@ -71,7 +71,9 @@ def test_a_killed_server_is_counted_as_a_restart():
     def restarts():
         return one(exporter(gpu_node), "terafleet_container_restarts_total", container=container)
 
-    before = restarts()
+    # The watchdog writes its metrics when cron first starts it, up to a minute after the converge.
+    before = wait_for(lambda: values(exporter(gpu_node), "terafleet_container_restarts_total", container=container),
+                      90, f"{container}'s metrics from the watchdog")[0]
     # The process dies (docker kill would count as stopped on purpose, and Docker would leave it stopped).
     host = node(gpu_node)
     host.check_output(f"kill -9 {server_pid(host, container)}")
