@@ -127,6 +127,13 @@ def test_the_celery_user_cannot_reconfigure_or_empty_redis_and_the_default_user_
 
 def test_guest_cannot_log_in_even_when_an_older_database_holds_it(host):
     rabbitmqctl = "docker exec terafleet-rabbitmq rabbitmqctl -q"
+
+    def users():
+        return [entry["user"] for entry in json.loads(host.check_output(f"{rabbitmqctl} list_users --formatter json"))]
+
+    # The database the converge created: RabbitMQ's first boot made default_user and no guest, so no run
+    # had a guest to remove.
+    assert users() == ["terafleet"]
     host.check_output(f"{rabbitmqctl} add_user guest guest")
     host.check_output(f"{rabbitmqctl} set_permissions -p terafleet guest '.*' '.*' '.*'")
     # The database outlives its container, as one from an older setup does: a new container starts on it.
@@ -134,8 +141,7 @@ def test_guest_cannot_log_in_even_when_an_older_database_holds_it(host):
     try:
         result = playbook("site.yml", "--limit", HEAD, "--tags", "broker")
         assert result.returncode == 0, result.stdout[-3000:]
-        users = [entry["user"] for entry in json.loads(host.check_output(f"{rabbitmqctl} list_users --formatter json"))]
-        assert "guest" not in users and "terafleet" in users
+        assert "guest" not in users() and "terafleet" in users()
         with pytest.raises(Exception, match="ACCESS_REFUSED|refused"):  # noqa: PT011
             amqp_login("guest", "guest", scenario.head_ca(HEAD))
     finally:
