@@ -21,6 +21,8 @@ description:
     C(df) counts it).
   - Sets C(terafleet_docker_api_version) to the API version of the running Docker engine, or null when
     none answers on O(docker_socket), and C(terafleet_images_present) to those of O(images) the engine has.
+  - With O(container_label), sets C(terafleet_containers) to the containers, running or not, that carry
+    the label, each name with the label's value; null when no engine answers.
   - Sets C(terafleet_cpus) to the number of CPUs the node's processes may run on.
   - With O(packages), O(services), O(paths) and O(json_files), sets C(terafleet_packages) (dpkg),
     C(terafleet_services) (systemd), C(terafleet_paths) and C(terafleet_json).
@@ -81,6 +83,9 @@ options:
     type: list
     elements: str
     default: []
+  container_label:
+    description: A label key (C(org.terafleet.role)) to list the engine's containers by.
+    type: str
 attributes:
   facts:
     support: full
@@ -162,6 +167,12 @@ ansible_facts:
       type: list
       elements: str
       sample: ["terafleet/worker:latest"]
+    terafleet_containers:
+      description:
+        - With O(container_label), each container carrying the label, by name, with the label's value.
+        - The whole fact is null where no engine answers on O(docker_socket).
+      type: dict
+      sample: {terachem-gpu0: terachem, worker-gpu0: worker}
     terafleet_cpus:
       description: The number of CPUs the node's processes may run on (their affinity).
       type: int
@@ -231,6 +242,17 @@ def docker_api_version(api: DockerAPI) -> str | None:
         return api.reported_version() or None
     except (DockerAPIError, OSError):
         return None
+
+
+def labelled_containers(api: DockerAPI, label: str) -> dict | None:
+    """Each container carrying `label`, running or not, by name, with the label's value; None when the engine
+    does not answer."""
+    try:
+        listed = api.containers({label: None})
+    except (DockerAPIError, OSError):
+        return None
+    return {name.lstrip("/"): (entry.get("Labels") or {}).get(label, "")
+            for entry in listed for name in (entry.get("Names") or [])[:1]}
 
 
 def parse_dpkg_query(output: str, names: list[str]) -> dict:
@@ -340,6 +362,7 @@ def main() -> None:
             "json_files": {"type": "list", "elements": "path", "default": []},
             "services": {"type": "list", "elements": "str", "default": []},
             "filesystems": {"type": "list", "elements": "str", "default": []},
+            "container_label": {"type": "str"},
             **DOCKER_SOCKET_OPTION,
         },
         supports_check_mode=True,
@@ -357,6 +380,8 @@ def main() -> None:
     api = DockerAPI(params["docker_socket"], timeout=30)
     facts["terafleet_docker_api_version"] = docker_api_version(api)
     facts["terafleet_images_present"] = images_present(api, params["images"])
+    if params["container_label"]:
+        facts["terafleet_containers"] = labelled_containers(api, params["container_label"])
     try:
         if params["packages"]:
             facts["terafleet_packages"] = packages(params["packages"])

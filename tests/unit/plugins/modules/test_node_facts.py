@@ -5,12 +5,13 @@ import os
 
 import pytest
 
-from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import DockerAPI
+from ansible_collections.terafleet.cluster.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
 from ansible_collections.terafleet.cluster.plugins.modules import node_facts
 from ansible_collections.terafleet.cluster.plugins.modules.node_facts import (
     FactsError,
     docker_api_version,
     kernel_filesystems,
+    labelled_containers,
     lstor_facts,
     mount_point,
     mount_points,
@@ -52,6 +53,36 @@ def test_a_missing_path_or_a_file_is_not_a_directory(tmp_path):
 
 def test_no_engine_on_the_socket_is_no_version(tmp_path):
     assert docker_api_version(DockerAPI(str(tmp_path / "docker.sock"))) is None
+
+
+class Listing:
+    """DockerAPI's `containers(labels)`: the engine's answer to a label filter, or its error."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.asked = []
+
+    def containers(self, labels):
+        self.asked.append(labels)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_labelled_containers_are_named_with_the_labels_value():
+    engine = Listing([{"Names": ["/terachem-gpu0"], "Labels": {"org.terafleet.role": "terachem"}},
+                      {"Names": ["/worker-gpu0"], "Labels": {"org.terafleet.role": "worker", "other": "x"}},
+                      {"Names": ["/terafleet-rabbitmq"], "Labels": {"org.terafleet.role": "broker"}}])
+    assert labelled_containers(engine, "org.terafleet.role") == {
+        "terachem-gpu0": "terachem", "worker-gpu0": "worker", "terafleet-rabbitmq": "broker"}
+    # Asked of the engine by the label's key, any value.
+    assert engine.asked == [{"org.terafleet.role": None}]
+    assert labelled_containers(Listing([]), "org.terafleet.role") == {}
+
+
+def test_no_engine_is_no_container_list_not_an_empty_one(tmp_path):
+    assert labelled_containers(DockerAPI(str(tmp_path / "docker.sock")), "org.terafleet.role") is None
+    assert labelled_containers(Listing(DockerAPIError("500: daemon busy")), "org.terafleet.role") is None
 
 
 def test_dpkg_query_output_says_installed_held_and_unknown_per_package():
