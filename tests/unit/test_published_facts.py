@@ -65,10 +65,7 @@ def test_the_images_docker_engine_reads_are_the_ones_container_images_would():
     verify = yaml.safe_load((REPO_ROOT / "roles/docker_engine/tasks/verify.yml").read_text())
     read = next(task for task in verify if "terafleet.cluster.node_facts" in task)
     assert "container_images_reads.images" in read["terafleet.cluster.node_facts"]["images"]
-    published_by = {task_name: path.parts[-3] for path in (REPO_ROOT / "roles").glob("*/tasks/*.yml")
-                    for task in yaml.safe_load(path.read_text()) or []
-                    for task_name in (task.get("ansible.builtin.set_fact") or {})}
-    assert published_by["docker_engine_images_read"] == "docker_engine"
-    assert published_by["container_images_reads"] == "container_images"
+    assert published("_images_read") == {"docker_engine_images_read": "docker_engine"}
+    assert published("_reads")["container_images_reads"] == "container_images"
     pull = (REPO_ROOT / "roles/container_images/tasks/pull.yml").read_text()
     assert "docker_engine_images_read" in pull
