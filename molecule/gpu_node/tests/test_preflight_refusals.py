@@ -53,11 +53,18 @@ CASES = [
     ("undefined-in-worker-env", {"celery_worker_env": {"SITE": "{{ missing_site_name }}"}},
      "'missing_site_name' is undefined"),
     ("bad-terachem-setting", {"terachem_gpu_mode": "mig"}, "terachem_gpu_mode must be one of"),
+    # Checked against the roles' argument specs in preflight, not when the node play reaches the role.
+    ("docker-source-unknown", {"docker_engine_source": "snap"},
+     "value of docker_engine_source must be one of: distro, docker, got: snap"),
+    ("worker-concurrency-not-a-number", {"celery_worker_concurrency": "many"},
+     "argument 'celery_worker_concurrency' is of type str and we were unable to convert to int"),
     # This kernel has no NFS client (and the node no /lib/modules): the backend is refused before servers stop.
     ("nfs-without-client", {"scratch_backend": "nfs", "scratch_nfs_server": "10.1.0.20"},
      "scratch_backend is nfs but the running kernel"),
     ("nfs-without-server", {"scratch_backend": "nfs"}, "scratch_nfs_server is empty"),
-    ("unknown-scratch-backend", {"scratch_backend": "ceph"}, "scratch_backend must be one of local, nfs, got 'ceph'"),
+    # The argument spec's choices refuse it first (scratch_plan's own rule, unit-tested, stays behind it).
+    ("unknown-scratch-backend", {"scratch_backend": "ceph"},
+     "value of scratch_backend must be one of: local, nfs, got: ceph"),
 ]
 
 
