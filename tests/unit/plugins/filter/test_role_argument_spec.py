@@ -1,4 +1,4 @@
-"""role_argument_spec: every role site.yml runs, checked in one step of preflight."""
+"""role_argument_spec: every role the playbooks run, checked in one step of preflight."""
 
 import re
 from pathlib import Path
@@ -106,9 +106,9 @@ def test_every_role_the_playbooks_run_is_checked_in_preflight_and_not_again(play
 
 
 def test_preflight_runs_the_check():
-    inputs = (ROLES / "preflight" / "tasks" / "main.yml").read_text()
+    tasks = (ROLES / "preflight" / "tasks" / "main.yml").read_text()
     assert re.search(r"validate_argument_spec:\n\s+argument_spec: .*_preflight_checked_roles \| "
-                     r"terafleet\.cluster\.role_argument_spec", inputs)
+                     r"terafleet\.cluster\.role_argument_spec", tasks)
 
 
 def test_filter_is_registered():
