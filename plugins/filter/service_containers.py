@@ -243,6 +243,7 @@ def flower(s: Settings) -> dict:
         "mounts": [{"type": "bind", "source": s.path("config_dir"), "target": FLOWER_FILES, "read_only": True}],
         "published_ports": [f"{s.address('publish_address')}:{s.int('port', 1, 65535)}:{FLOWER_PORT}"],
         "restart_policy": "unless-stopped",
+        "init": True,  # as the workers: a SIGTERM before Flower sets its handler stops it at once
         # The image's health check asks a worker; Flower's is whether it listens.
         "healthcheck": {"test": ["CMD", "python3", "-c", "import socket; socket.create_connection(('127.0.0.1', "
                                  f"{FLOWER_PORT}), 5).close()"], "interval": "30s", "timeout": "10s", "retries": 3,

@@ -90,6 +90,7 @@ _value:
       mounts: [{type: volume, source: terafleet-scratch-gpu0, target: /scratch, read_only: true},
                {type: bind, source: /etc/terafleet/worker, target: /run/terafleet, read_only: true}]
       network: terafleet
+      init: true
       stop_timeout: 86400
       labels: {org.terafleet.role: worker, org.terafleet.node: gpu01, org.terafleet.gpu_set: gpu0,
                org.terafleet.server: terachem-gpu0}
@@ -210,6 +211,10 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
             "mounts": [{"type": "volume", "source": volumes[item["name"]], "target": "/scratch", "read_only": True},
                        dict(secrets_mount)],
             "network": network,
+            # Docker's init as PID 1 passes SIGTERM on. Celery as PID 1 would have the kernel drop a SIGTERM
+            # that comes before it sets its handler, as while the entry point waits for the server: a stop
+            # then waits out the whole stop timeout.
+            "init": True,
             "stop_timeout": stop_timeout,
             "memory": memory,
             "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.gpu_set": item["name"],
@@ -229,6 +234,7 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
                     "TCPB_PORT": str(entry["server_port"])},
             "secrets": dict(secrets),
             "mounts": [dict(secrets_mount)],
+            "init": True,
             "stop_timeout": stop_timeout,
             "memory": memory,
             "labels": {ROLE_LABEL: "worker", NODE_LABEL: host, "org.terafleet.gpu_set": entry["name"],
@@ -248,6 +254,7 @@ def worker_containers(node: dict, scratch: dict, settings: dict, host: str, host
                     "OMP_NUM_THREADS": str(threads)},
             "secrets": dict(secrets),
             "mounts": [dict(secrets_mount)],
+            "init": True,
             "stop_timeout": stop_timeout,
             "memory": str(memory_per_task * (cores // threads)),
             "cpus": float(cores),

@@ -1,8 +1,10 @@
 """Container entry point: wait until the paired server answers (a worker that drives one), then become
-Celery (PID 1).
+Celery.
 
-`exec` keeps Celery as PID 1, so Docker's SIGTERM reaches it and starts a warm shutdown: the running
-task finishes, then the worker exits.
+`exec` makes Celery the process Docker's init (the container runs with `init: true`) passes SIGTERM on
+to: a warm shutdown, the running task finishes, then the worker exits. A SIGTERM that comes earlier,
+while this waits for the server, ends it at once. Without that init this process and then Celery would
+be PID 1, which the kernel sends no SIGTERM until a handler is set: a stop would wait out the stop timeout.
 
 `terafleet-worker flower` becomes Flower instead, on the same broker and backend (their URLs and CA
 from the same files), listening on TERAFLEET_FLOWER_PORT (5555); with TERAFLEET_FLOWER_AUTH_FILE (a

@@ -22,6 +22,7 @@ from scenario import (  # noqa: E402
     expected_energy,
     inspect,
     node,
+    passes_check,
     playbook,
     server_pid,
     water,
@@ -210,8 +211,10 @@ def test_a_calculation_that_kills_its_worker_process_fails_after_two_deliveries(
     try:
         for run in (1, 2):
             wait_for(lambda run=run: jobs_run(host) == jobs + run, 120, f"run {run} of the task", interval=0.5)
-            # As an out-of-memory kill does: the pool process dies, Celery's main process (PID 1) lives on.
-            host.check_output("docker exec worker-gpu0 sh -c 'kill -9 $(cat /proc/1/task/*/children)'")
+            # As an out-of-memory kill does: the pool process dies, Celery's main process (the child of
+            # Docker's init, PID 1) lives on.
+            host.check_output("docker exec worker-gpu0 sh -c "
+                              "'set -- $(cat /proc/1/task/*/children); kill -9 $(cat /proc/$1/task/*/children)'")
         with pytest.raises(Exception) as error:
             result.get(timeout=180)
     finally:
@@ -274,6 +277,26 @@ def test_a_server_stopped_on_purpose_is_left_stopped(host):
     finally:
         host.check_output("docker start terachem-gpu0")
     wait_for(lambda: inspect(host, "terachem-gpu0")["State"]["Health"]["Status"] == "healthy", 90, "healthy")
+
+
+def test_a_worker_waiting_for_its_server_stops_at_once(host):
+    """A worker whose server does not answer waits for it (TERAFLEET_SERVER_WAIT) before Celery starts. A
+    stop then must end it at once, not after its stop timeout, as a converge or a teardown stops it."""
+    host.check_output("docker stop --time 10 terachem-gpu0")
+    try:
+        host.check_output("docker restart --time 60 worker-gpu0")
+        time.sleep(3)
+        processes = host.check_output("docker top worker-gpu0 -eo pid,args")
+        assert "terafleet-worker" in processes and "celery" not in processes, "not waiting for the server"
+        started = time.monotonic()
+        host.check_output("docker stop --time 60 worker-gpu0")
+        took = time.monotonic() - started
+        assert took < 10, f"the waiting worker took {took:.0f} s to stop"
+    finally:
+        host.check_output("docker start terachem-gpu0")
+        wait_for(lambda: inspect(host, "terachem-gpu0")["State"]["Health"]["Status"] == "healthy", 90, "healthy")
+        host.check_output("docker start worker-gpu0")
+    wait_for(lambda: passes_check(host, "worker-gpu0"), 120, "worker-gpu0 back on the broker", interval=2.0)
 
 
 def test_a_converge_clears_the_crash_loop_and_the_server_is_watched_again(host):

@@ -153,6 +153,7 @@ def test_flower_reads_its_urls_and_credentials_from_files_docker_never_sees():
     (flower,) = plan["containers"]
     assert flower["command"] == ["flower"] and flower["image"] == "terafleet/worker:latest"
     assert flower["published_ports"] == ["10.1.0.10:5555:5555"]
+    assert flower["init"] is True
     assert plan["secrets"] == {"broker_url": "amqps://terafleet:s3cret%2F%2Bpw@10.1.0.10:5671/terafleet",
                                "result_backend": "rediss://terafleet:r3dis@10.1.0.10:6379/0",
                                "auth": "terafleet:fl0wer", "ca.crt": "-----BEGIN CERTIFICATE-----\n"}

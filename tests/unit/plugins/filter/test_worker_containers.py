@@ -41,6 +41,7 @@ def test_one_worker_per_server_on_its_queue_with_the_built_urls():
     assert first["labels"] == {"org.terafleet.role": "worker", "org.terafleet.node": "gpu01.cluster",
                                "org.terafleet.gpu_set": "gpu0-1", "org.terafleet.server": "terachem-gpu0-1"}
     assert first["network"] == "terafleet" and first["stop_timeout"] == 86400 and first["memory"] == "2g"
+    assert first["init"] is True  # Docker's init passes on a SIGTERM that comes before Celery's handler
 
 
 def test_on_nfs_each_worker_reads_its_servers_nfs_volume():
@@ -92,6 +93,7 @@ def test_cpu_only_workers_drive_a_server_elsewhere():
     assert workers[0]["env"]["TERAFLEET_QUEUES"] == "remote"
     assert [m["target"] for m in workers[0]["mounts"]] == ["/run/terafleet"]
     assert workers[0]["labels"]["org.terafleet.server"] == "10.1.0.21:11112"
+    assert workers[0]["init"] is True
 
 
 def test_a_host_with_no_worker_needs_no_password():
@@ -190,7 +192,7 @@ def test_a_cpu_node_runs_the_cpu_programs_on_every_core_by_default():
         "TERAFLEET_QUEUES": "cpu", "TERAFLEET_CONCURRENCY": "16", "TERAFLEET_PROGRAMS": "pyscf,xtb",
         "TERAFLEET_GPU_SET": "programs", "OMP_NUM_THREADS": "1", "TERAFLEET_NODE": "cpu01"}
     assert "TCPB_HOST" not in worker["env"] and "s3cret" not in str(worker["env"])
-    assert worker["cpus"] == 16.0 and worker["memory"] == str(16 * 4 * 2**30)
+    assert worker["cpus"] == 16.0 and worker["memory"] == str(16 * 4 * 2**30) and worker["init"] is True
     assert worker["mounts"] == [{"type": "bind", "source": "/etc/terafleet/worker", "target": "/run/terafleet",
                                  "read_only": True}]
     assert worker["labels"] == {"org.terafleet.role": "worker", "org.terafleet.node": "cpu01.cluster",
