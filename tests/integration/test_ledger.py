@@ -20,10 +20,12 @@ LABEL = {"org.terafleet.test": "ledger"}
 PASSWORD = "ledger-" + secrets.token_hex(4)
 
 
-@pytest.fixture(scope="module")
-def backend(docker_client, tmp_path_factory):
-    # Configured as the broker role configures it: the workers' ACL user, whose commands the ledger uses.
-    conf = tmp_path_factory.mktemp("ledger") / "redis.conf"
+@contextlib.contextmanager
+def redis_backend(docker_client, directory):
+    """A Redis configured as the broker role configures it (the workers' ACL user, whose commands the ledger
+    uses), its data in the container; yields the container and a function that connects to it (again after
+    a restart, which may publish it on another port)."""
+    conf = directory / "redis.conf"
     conf.write_text(role_config("redis.conf.j2", broker_redis_user="terafleet", broker_tls=False,
                                 broker_redis_password=PASSWORD).replace("dir /data\n", ""))
     conf.chmod(0o644)
@@ -31,7 +33,8 @@ def backend(docker_client, tmp_path_factory):
                                              name=f"tf-it-ledger-{secrets.token_hex(3)}", detach=True, labels=LABEL,
                                              ports={"6379/tcp": ("127.0.0.1", None)},
                                              volumes={str(conf): {"bind": "/etc/redis-test.conf", "mode": "ro"}})
-    try:
+
+    def connect() -> redis.Redis:
         for _ in range(100):
             container.reload()
             bindings = container.attrs["NetworkSettings"]["Ports"].get("6379/tcp")
@@ -43,12 +46,21 @@ def backend(docker_client, tmp_path_factory):
         for _ in range(100):
             with contextlib.suppress(redis.ConnectionError):
                 if client.ping():
-                    break
+                    return client
             time.sleep(0.1)
-        yield container, client
+        raise AssertionError(f"Redis in {container.name} does not answer")
+
+    try:
+        yield container, connect
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def backend(docker_client, tmp_path_factory):
+    with redis_backend(docker_client, tmp_path_factory.mktemp("ledger")) as (container, connect):
+        yield container, connect()
 
 
 def book(client, task_id: str, owner: str, lease: float = 1.0) -> Ledger:
@@ -145,3 +157,23 @@ def test_a_failure_is_recorded_for_later_deliveries(backend):
     run.end(hold=0, outcome="CalculationError: TeraChem died 2 times running this input")
     run.end(hold=0, outcome="success")  # only the first end counts
     assert book(client, task, "worker-b:1").outcome() == "CalculationError: TeraChem died 2 times running this input"
+
+
+def test_the_ledger_and_transactions_survive_a_backend_restart(docker_client, tmp_path):
+    """Redis replays its append-only file as the default user and checks that user's rights again at each
+    EXEC: with a default user that may run nothing, every transaction and every script of more than one
+    write (the ledger's claims) would be dropped at a restart, and a task's second delivery would run again."""
+    with redis_backend(docker_client, tmp_path) as (container, connect):
+        client = connect()
+        task = secrets.token_hex(8)
+        run = book(client, task, "worker-a:1", lease=60).claim()
+        assert run is not None
+        run.end(hold=60)  # the result is being stored: no other delivery may run for a minute
+        with client.pipeline(transaction=True) as pipe:
+            pipe.set(f"{task}:a", "1").set(f"{task}:b", "2").execute()
+        time.sleep(1.5)  # appendfsync everysec
+        container.restart(timeout=10)
+        client = connect()
+        assert client.mget(f"{task}:a", f"{task}:b") == [b"1", b"2"], "the transaction was lost"
+        assert book(client, task, "worker-b:1").claim() is None, "the lease held before the restart was lost"
+        assert "NOPERM" not in container.logs().decode(errors="replace")
