@@ -470,3 +470,78 @@ def test_the_start_period_ends_at_the_first_answer_as_dockers_does(tmp_path, mon
     assert dog_at(1005.0).probe(listed.containers) == []   # its first answer ends the start period
     assert dog_at(1010.0).probe(listed.containers) == []   # so this silence, within the period, counts
     assert dog_at(1025.0).probe(listed.containers) == ["terachem-gpu0"]
+
+
+def sockstat(proc, pid, tcp, tcp6=None):
+    (proc / str(pid) / "net" / "sockstat").write_text(
+        f"sockets: used 4\nTCP: inuse {tcp} orphan 0 tw 0 alloc 232 mem 0\nUDP: inuse 1 mem 0\n")
+    if tcp6 is not None:
+        (proc / str(pid) / "net" / "sockstat6").write_text(f"TCP6: inuse {tcp6}\nUDP6: inuse 0\n")
+
+
+def test_the_socket_count_spares_the_connection_table_only_while_it_equals_the_listeners_at_rest(
+        tmp_path, monkeypatch):
+    proc = tmp_path / "proc"
+    (proc / "41" / "net").mkdir(parents=True)
+    listening = HEADER + row("00000000:2B67", "00000000:0000", "0A") + row("0B00007F:B5C3", "00000000:0000", "0A")
+    (proc / "41" / "net" / "tcp").write_text(listening)
+    sockstat(proc, 41, 2, tcp6=0)
+    server = probed_server("terachem-gpu0", 41, "10.0.0.1")
+    asked = []
+    monkeypatch.setattr(watchdog, "status_probe", lambda *args: asked.append(args[0]) or True)
+    monkeypatch.setattr(watchdog, "docker", FakeDocker([server]))
+    read = []
+    real_net_tables = watchdog.net_tables
+    monkeypatch.setattr(watchdog, "net_tables", lambda *args: read.append(1) or real_net_tables(*args))
+
+    def dog():
+        return watchdog.Watchdog(tmp_path / "watchdog.json", 3, 600, None, now=1000.0, proc=proc, hang_after=15)
+
+    listed = dog()
+    listed.run()
+    assert watchdog.tcp_sockets(server, proc) == 2
+    dog().probe(listed.containers)  # the table is read once: two listeners and nothing else
+    assert (len(read), asked) == (1, ["10.0.0.1"])
+    dog().probe(listed.containers)  # two sockets, as at rest: the table is not read
+    assert (len(read), asked) == (1, ["10.0.0.1"] * 2)
+    # A client (its connection in the table, one socket more): read, busy, not probed.
+    (proc / "41" / "net" / "tcp").write_text(listening + row("0200110A:2B67", "0300110A:C350", "01"))
+    sockstat(proc, 41, 3, tcp6=0)
+    dog().probe(listed.containers)
+    assert (len(read), asked) == (2, ["10.0.0.1"] * 2)
+    # A dual-stack listener's IPv4 client is an IPv6 socket: sockstat6 counts it too.
+    (proc / "41" / "net" / "tcp6").write_text(
+        HEADER + row("0000000000000000FFFF00000200110A:2B67", "0000000000000000FFFF00000300110A:C350", "01"))
+    (proc / "41" / "net" / "tcp").write_text(listening)
+    sockstat(proc, 41, 2, tcp6=1)
+    dog().probe(listed.containers)
+    assert (len(read), asked) == (3, ["10.0.0.1"] * 2)
+    # Idle again, but a loopback connection (the server's own health check) is in the table: read and
+    # probed, and the count at rest is not taken from a table with more than listeners in it.
+    (proc / "41" / "net" / "tcp6").write_text(HEADER)
+    (proc / "41" / "net" / "tcp").write_text(listening + row("0100007F:2B67", "0100007F:C350", "01")
+                                             + row("0100007F:C350", "0100007F:2B67", "01"))
+    sockstat(proc, 41, 4, tcp6=0)
+    dog().probe(listed.containers)
+    assert (len(read), asked) == (4, ["10.0.0.1"] * 3)
+    assert json.loads((tmp_path / "watchdog.json").read_text())["terachem-gpu0"]["listening"] is None
+    sockstat(proc, 41, 2, tcp6=0)
+    (proc / "41" / "net" / "tcp").write_text(listening)
+    dog().probe(listed.containers)
+    dog().probe(listed.containers)
+    assert (len(read), asked) == (5, ["10.0.0.1"] * 5)
+    # Unreadable counts never stand for idle.
+    (proc / "41" / "net" / "sockstat").write_text("TCP: inuse many\n")
+    assert watchdog.tcp_sockets(server, proc) is None
+    dog().probe(listed.containers)
+    assert len(read) == 6
+
+
+def test_a_socket_count_without_ipv6_is_the_ipv4_count_and_without_sockstat_unknown(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "41" / "net").mkdir(parents=True)
+    server = probed_server("terachem-gpu0", 41, "10.0.0.1")
+    assert watchdog.tcp_sockets(server, proc) is None
+    sockstat(proc, 41, 3)
+    assert watchdog.tcp_sockets(server, proc) == 3
+    assert watchdog.tcp_sockets({"State": {"Pid": 0}}, proc) is None
