@@ -63,7 +63,7 @@ EXAMPLES = r"""
       publish_address: 10.1.0.21
       allowed_sources: [10.1.0.0/16]
       stop_timeout: 30
-      healthcheck_interval: 120s
+      healthcheck_interval: 300s
       healthcheck_timeout: 5s
       healthcheck_retries: 3
       healthcheck_start_period: 60s
@@ -92,7 +92,7 @@ _value:
       published_ports: ["10.1.0.21:11111:11111"]
       stop_timeout: 30
       stop_first: [worker-gpu0]
-      healthcheck: {test: [CMD, bash, -c, "..."], interval: 120s, timeout: 5s, retries: 3, start_period: 60s}
+      healthcheck: {test: [CMD, bash, -c, "..."], interval: 300s, timeout: 5s, retries: 3, start_period: 60s}
       labels: {org.terafleet.role: terachem, org.terafleet.node: gpu01, org.terafleet.gpu_set: gpu0,
                org.terafleet.gpus: "0", org.terafleet.gpu_uuids: "GPU-5a6e0d2c-..."}
 """

@@ -27,7 +27,7 @@ def environment(config: dict) -> dict:
 
 
 def healthy(host, container: str) -> bool:
-    """Running and passing its health check now (Docker's own runs every two minutes)."""
+    """Running and passing its health check now (Docker's own runs every five minutes)."""
     return inspect(host, container)["State"]["Running"] and scenario.passes_check(host, container)
 
 
