@@ -136,14 +136,13 @@ def test_the_watchdog_writes_each_containers_state_restarts_and_crash_loop(tmp_p
     status.write_text(json.dumps({"queues": ["terachem.gpu01.gpu0-1"], "drained": ["terachem"], "active": 1}))
     containers = {c["Name"].lstrip("/"): c for c in (server, looping, worker_container(77, True))}
 
-    def docker(*args, check=True, timeout=120):
-        if args[0] == "ps":
-            return "\n".join(containers)
-        if args[0] == "inspect":
-            return json.dumps([containers[name] for name in args[1:]])
-        return ""
+    def engine(path, timeout=120):
+        """Docker's API: the container list, and each container's inspect."""
+        if path.startswith("/containers/json?"):
+            return [{"Id": c["Id"]} for c in containers.values()]
+        return next(c for c in containers.values() if path == f"/containers/{c['Id']}/json")
 
-    monkeypatch.setattr(watchdog, "docker", docker)
+    monkeypatch.setattr(watchdog, "engine", engine)
     monkeypatch.setattr(watchdog.checks, "send", lambda *args, **kwargs: None)
     state = tmp_path / "watchdog.json"
     state.write_text(json.dumps({"terachem-gpu2-3": {"id": "id-l", "restarts": [990.0] * 5, "docker_restart_count": 0,
@@ -180,9 +179,9 @@ def test_the_watchdog_writes_each_containers_state_restarts_and_crash_loop(tmp_p
     monkeypatch.setattr(watchdog.checks, "send", lambda *args, **kwargs: sent.append(args))
 
     def away(*args, **kwargs):
-        raise watchdog.DockerError("docker ps: no answer within 120 s")
+        raise watchdog.DockerError("Docker's API, GET /containers/json: no answer within 120 s")
 
-    monkeypatch.setattr(watchdog, "docker", away)
+    monkeypatch.setattr(watchdog, "engine", away)
     watchdog.Watchdog(state, 5, 600, {}, now=1020.0, proc=tmp_path / "proc", metrics_file=metrics).run()
     assert sent == []
     assert value(samples(metrics), "terafleet_watchdog_docker_up") == 0

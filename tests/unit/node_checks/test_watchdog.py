@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -70,7 +71,9 @@ def test_connections_that_cannot_be_read_are_unknown(tmp_path):
 
 
 class FakeDocker:
-    """docker as the watchdog calls it: inspect output for `ps`/`inspect`, and failures on demand."""
+    """Docker as the watchdog reaches it: its API's container list and inspect (recorded as ("ps",) and
+    ("inspect", name)), the docker CLI's actions, and failures on demand ("ps", "inspect NAME", "restart
+    NAME", ...)."""
 
     def __init__(self, containers, fail=()):
         self.containers = {c["Name"].lstrip("/"): c for c in containers}
@@ -81,11 +84,28 @@ class FakeDocker:
         self.calls.append(args)
         if args[0] in self.fail or (len(args) > 1 and f"{args[0]} {args[-1]}" in self.fail):
             raise watchdog.DockerError(f"docker {' '.join(args)}: no answer within {timeout} s")
-        if args[0] == "ps":
-            return "\n".join(self.containers)
-        if args[0] == "inspect":
-            return json.dumps([self.containers[name] for name in args[1:]])
         return ""
+
+    def engine(self, path, timeout=120):
+        if path.startswith("/containers/json?"):
+            call = ("ps",)
+        else:
+            assert path.startswith("/containers/") and path.endswith("/json"), path
+            call = ("inspect", urllib.parse.unquote(path.split("/")[2]))
+        self.calls.append(call)
+        if " ".join(call) in self.fail:
+            raise watchdog.DockerError(f"Docker's API, GET {path}: no answer within {timeout} s")
+        if call == ("ps",):
+            return [{"Id": c["Id"], "Names": [c["Name"]]} for c in self.containers.values()]
+        found = [c for name, c in self.containers.items() if call[1] in (name, c["Id"])]
+        if not found:
+            raise watchdog.DockerError(f"Docker's API, GET {path}: 404 Not Found: No such container", 404)
+        return found[0]
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(watchdog, "docker", self)
+        monkeypatch.setattr(watchdog, "engine", self.engine)
+        return self
 
 
 def container(name, role="terachem", status="running", health="healthy", exit_code=0, policy="unless-stopped",
@@ -104,8 +124,7 @@ NO_START = "error gathering device information while adding custom device \"/dev
 @pytest.fixture()
 def dog(tmp_path, monkeypatch):
     def make(containers, fail=(), now=1000.0, proc=None):
-        fake = FakeDocker(containers, fail)
-        monkeypatch.setattr(watchdog, "docker", fake)
+        fake = FakeDocker(containers, fail).install(monkeypatch)
         fake.alerts = []
         monkeypatch.setattr(watchdog.checks, "send", lambda source, alert, message, *args, **kwargs:
                             fake.alerts.append((alert, message)))
@@ -195,7 +214,7 @@ def test_failed_restarts_end_in_a_crash_loop_stop(dog):
 def test_a_docker_that_does_not_answer_is_reported_and_the_state_still_saved(dog, tmp_path):
     made, _ = dog([container("worker-gpu0", role="worker")], fail={"ps"})
     results = made.run()
-    assert list(results) == ["*"] and results["*"].startswith("error: docker ps ")
+    assert list(results) == ["*"] and results["*"].startswith("error: Docker's API, GET /containers/json?")
     assert results["*"].endswith("no answer within 120 s")
     assert (tmp_path / "watchdog.json").exists()
 
@@ -400,7 +419,7 @@ def test_a_server_silent_for_hang_after_is_restarted_unless_busy_starting_or_ans
 
     monkeypatch.setattr(watchdog, "status_probe", probe)
     fake = FakeDocker(servers)
-    monkeypatch.setattr(watchdog, "docker", fake)
+    fake.install(monkeypatch)
     monkeypatch.setattr(watchdog.checks, "send", lambda *args, **kwargs: None)
 
     def dog_at(now):
@@ -430,7 +449,7 @@ def test_a_silent_server_that_took_a_client_since_is_left_alone_and_an_answer_cl
     answers = iter([False, False, True])
     monkeypatch.setattr(watchdog, "status_probe", lambda *args: next(answers))
     fake = FakeDocker([server])
-    monkeypatch.setattr(watchdog, "docker", fake)
+    fake.install(monkeypatch)
     monkeypatch.setattr(watchdog.checks, "send", lambda *args, **kwargs: None)
 
     def dog_at(now, hang_after=15):
@@ -457,7 +476,7 @@ def test_the_start_period_ends_at_the_first_answer_as_dockers_does(tmp_path, mon
     server = probed_server("terachem-gpu0", 41, "10.0.0.1", started="1970-01-01T00:16:35Z")
     answers = iter([False, True, False, False])
     monkeypatch.setattr(watchdog, "status_probe", lambda *args: next(answers))
-    monkeypatch.setattr(watchdog, "docker", FakeDocker([server]))
+    FakeDocker([server]).install(monkeypatch)
     monkeypatch.setattr(watchdog.checks, "send", lambda *args, **kwargs: None)
 
     def dog_at(now):
@@ -488,7 +507,7 @@ def test_the_socket_count_spares_the_connection_table_only_while_it_equals_the_l
     server = probed_server("terachem-gpu0", 41, "10.0.0.1")
     asked = []
     monkeypatch.setattr(watchdog, "status_probe", lambda *args: asked.append(args[0]) or True)
-    monkeypatch.setattr(watchdog, "docker", FakeDocker([server]))
+    FakeDocker([server]).install(monkeypatch)
     read = []
     real_net_tables = watchdog.net_tables
     monkeypatch.setattr(watchdog, "net_tables", lambda *args: read.append(1) or real_net_tables(*args))
@@ -545,3 +564,117 @@ def test_a_socket_count_without_ipv6_is_the_ipv4_count_and_without_sockstat_unkn
     sockstat(proc, 41, 3)
     assert watchdog.tcp_sockets(server, proc) == 3
     assert watchdog.tcp_sockets({"State": {"Pid": 0}}, proc) is None
+
+
+class FakeEngine:
+    """A Unix socket that answers each connection's request with the next of `answers` (bytes, or None:
+    read the request and say nothing), recording the requests."""
+
+    def __init__(self, path, answers):
+        self.answers = list(answers)
+        self.requests = []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        for answer in self.answers:
+            connection, _ = self.listener.accept()
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(4096)
+            self.requests.append(request.decode())
+            if answer is None:
+                time.sleep(2)
+            else:
+                connection.sendall(answer)
+            connection.close()
+
+    def close(self):
+        self.listener.close()
+
+
+def http(status, body):
+    return f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n\r\n".encode() + json.dumps(body).encode()
+
+
+def test_containers_are_listed_and_inspected_through_dockers_api_socket(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    server = container("terachem-gpu0", cid="abc")
+    # Listed, then inspected; the second was removed in between (404) and is left out.
+    engine = FakeEngine(tmp_path / "docker.sock", [
+        http("200 OK", [{"Id": "abc"}, {"Id": "gone"}]), http("200 OK", server),
+        http("404 Not Found", {"message": "No such container: gone"})])
+    try:
+        assert watchdog.terafleet_containers("org.terafleet.role") == [server]
+    finally:
+        engine.close()
+    listed = engine.requests[0].split("\r\n")[0]
+    assert listed.startswith("GET /containers/json?all=1&filters=") and listed.endswith(" HTTP/1.0")
+    assert json.loads(urllib.parse.unquote(listed.split("filters=")[1].split(" ")[0])) == {
+        "label": ["org.terafleet.role"]}
+    assert [r.split(" ")[1] for r in engine.requests[1:]] == ["/containers/abc/json", "/containers/gone/json"]
+
+
+def test_an_api_error_a_silent_engine_and_a_missing_socket_are_docker_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    engine = FakeEngine(tmp_path / "docker.sock", [http("500 Internal Server Error", {"message": "disk full"}),
+                                                   b"garbage", None])
+    try:
+        with pytest.raises(watchdog.DockerError, match="500 Internal Server Error: disk full") as error:
+            watchdog.engine("/containers/json")
+        assert error.value.status == 500
+        with pytest.raises(watchdog.DockerError, match="not an HTTP answer"):
+            watchdog.engine("/containers/json")
+        with pytest.raises(watchdog.DockerError, match="no answer within 0.5 s"):
+            watchdog.engine("/containers/json", timeout=0.5)
+    finally:
+        engine.close()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    with pytest.raises(watchdog.DockerError, match="nothing.sock|No such file"):
+        watchdog.engine("/containers/json")
+    monkeypatch.delenv("DOCKER_HOST")
+    assert watchdog.docker_socket() == "/var/run/docker.sock"
+
+
+def test_events_wake_the_watch_and_a_stream_that_ends_leaves_it_polling(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "docker.sock"))
+    listener.listen()
+    events = watchdog.Events("org.terafleet.role")
+    connection, _ = listener.accept()
+    try:
+        request = connection.recv(4096).decode()
+        path = request.split(" ")[1]
+        assert json.loads(urllib.parse.unquote(path.split("filters=")[1])) == {
+            "type": ["container"], "label": ["org.terafleet.role"], "event": ["die", "start", "oom", "health_status"]}
+        connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n")
+        assert events.wait(0.2) is False  # half a head
+        connection.sendall(b"\r\n")
+        assert events.wait(0.2) is False  # the whole head, no event yet
+        connection.sendall(b'{"Type":"container","Action":"die"}\n')
+        assert events.wait(5) is True
+        assert events.wait(0.2) is False  # all read
+        connection.close()
+        started = time.monotonic()
+        assert events.wait(0.3) is False and events.stream is None  # ended: waits out its time, polling
+        assert time.monotonic() - started >= 0.29
+    finally:
+        events.close()
+        listener.close()
+
+
+def test_an_event_stream_refused_by_docker_is_not_an_event(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    engine = FakeEngine(tmp_path / "docker.sock", [http("400 Bad Request", {"message": "invalid filter"})])
+    events = watchdog.Events("org.terafleet.role")
+    try:
+        assert events.wait(1) is False and events.stream is None
+    finally:
+        events.close()
+        engine.close()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    assert watchdog.Events("org.terafleet.role").stream is None
