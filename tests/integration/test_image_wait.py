@@ -19,6 +19,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from minicluster import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 PRESENT = "terafleet/base:bookworm"
@@ -46,16 +48,10 @@ def wait_for(images: list[str], timeout: int = 60) -> dict:
     return tasks[0]["hosts"]["localhost"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture()
 def registry(docker_client):
     """A registry on a loopback port (Docker trusts plain HTTP there) holding a small image that this engine
-    does not have under that name: (reference, port)."""
+    does not have under that name; yields its reference."""
     port = free_port()
     name = f"tf-it-registry-{secrets.token_hex(3)}"
     container = docker_client.containers.run("terafleet/registry:latest", name=name, detach=True,
